@@ -1,0 +1,43 @@
+# dsrprov: `make demo` runs the main job on the local lab, `make test` runs
+# every test. Both install what they need first (make setup).
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export CONTAINERS_CONF ?= $(CURDIR)/lab/containers.conf
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+.PHONY: setup image demo test lint unit molecule bench lab-down clean
+
+setup:
+	@sh lab/setup.sh
+
+image: setup
+	@sh lab/image/build.sh
+
+demo: setup
+	@$(BIN)/python -m dsrprov.demo
+
+lint: setup
+	$(BIN)/ruff check dsrprov tests
+	$(BIN)/ruff format --check dsrprov tests
+	$(BIN)/mypy
+	$(BIN)/ansible-lint --profile production
+	$(BIN)/ansible-playbook --syntax-check site.yml
+
+unit: setup
+	$(BIN)/pytest -q
+
+molecule: image
+	cd . && for s in $$(ls molecule); do $(BIN)/molecule test -s $$s || exit 1; done
+
+test: lint unit molecule
+
+bench: setup
+	@$(BIN)/python lab/bench.py
+
+lab-down: setup
+	@$(BIN)/dsrprov lab down
+
+clean: lab-down
+	rm -rf .lab

@@ -1,0 +1,31 @@
+#!/bin/sh
+# Install what dsrprov's lab and tests need, idempotently: Debian packages
+# (only when one is missing), then .venv with the project and its dev extras
+# (only when pyproject.toml changed). A re-run on a ready machine takes seconds.
+set -eu
+cd "$(dirname "$0")/.."
+
+packages="podman runc debootstrap iproute2 nftables arping tcpdump openssh-client make python3-venv
+qemu-system-x86 qemu-utils e2fsprogs"
+missing=""
+for p in $packages; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "installing Debian packages:$missing"
+  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd=sudo
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+stamp=.venv/.dsrprov-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "installing the Python environment in .venv"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[dev]'
+  touch "$stamp"
+fi
