@@ -1,0 +1,527 @@
+#!powershell
+
+# dsr_win_loopback: the Microsoft KM-TEST Loopback Adapter, without devcon.exe
+# and without internet. See dsr_win_loopback.py for the documentation.
+#
+# The install is what devcon's "install <inf> <hwid>" does internally, through
+# SetupAPI and newdev, called with P/Invoke (signatures and constants as
+# documented on learn.microsoft.com, setupapi.h and newdev.h):
+#   SetupDiCreateDeviceInfoList(&GUID_DEVCLASS_NET, NULL)
+#     https://learn.microsoft.com/windows/win32/api/setupapi/nf-setupapi-setupdicreatedeviceinfolist
+#   SetupDiCreateDeviceInfoW(set, "Net", &GUID_DEVCLASS_NET, NULL, NULL, DICD_GENERATE_ID, &data)
+#     https://learn.microsoft.com/windows/win32/api/setupapi/nf-setupapi-setupdicreatedeviceinfow
+#     ("a root-enumerated device ID ... can be used only if DICD_GENERATE_ID")
+#   SetupDiSetDeviceRegistryPropertyW(set, &data, SPDRP_HARDWAREID, "*MSLOOP\0\0", size)
+#   SetupDiCallClassInstaller(DIF_REGISTERDEVICE, set, &data)
+#   UpdateDriverForPlugAndPlayDevicesW(NULL, "*MSLOOP", "%windir%\inf\netloop.inf",
+#                                      INSTALLFLAG_FORCE, &reboot)
+#     https://learn.microsoft.com/windows/win32/api/newdev/nf-newdev-updatedriverforplugandplaydevicesw
+# On any failure after the device was registered, the half-made device is
+# removed again with SetupDiCallClassInstaller(DIF_REMOVE) (the default
+# handler is SetupDiRemoveDevice, which deletes every trace of the instance).
+# Constants: DICD_GENERATE_ID 0x1, SPDRP_HARDWAREID 0x1, DIF_REMOVE 0x5,
+# DIF_REGISTERDEVICE 0x19, DIGCF_PRESENT 0x2, INSTALLFLAG_FORCE 0x1 (setupapi.h,
+# newdev.h). Net class GUID {4d36e972-e325-11ce-bfc1-08002be10318} (devguid.h).
+
+#AnsibleRequires -CSharpUtil Ansible.Basic
+#Requires -Module Ansible.ModuleUtils.AddType
+
+$spec = @{
+    options = @{
+        state = @{ type = 'str'; choices = @('present', 'absent'); default = 'present' }
+        name = @{ type = 'str'; default = 'loopback' }
+        inf_path = @{ type = 'str'; default = '' }
+        registry_key = @{ type = 'str'; default = 'HKLM:\SOFTWARE\dsrprov' }
+        wait_seconds = @{ type = 'int'; default = 60 }
+    }
+    supports_check_mode = $true
+}
+
+$module = [Ansible.Basic.AnsibleModule]::Create($args, $spec)
+
+$state = $module.Params.state
+$name = $module.Params.name
+$infPath = $module.Params.inf_path
+if (-not $infPath) {
+    $infPath = Join-Path -Path $env:windir -ChildPath 'inf\netloop.inf'
+}
+$regKey = $module.Params.registry_key
+$hardwareId = '*MSLOOP'
+
+Add-CSharpType -AnsibleModule $module -References @'
+using System;
+using System.Collections.Generic;
+using System.ComponentModel;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Dsrprov
+{
+    public static class LoopbackDevice
+    {
+        private const uint DICD_GENERATE_ID = 0x00000001;
+        private const uint SPDRP_HARDWAREID = 0x00000001;
+        private const uint DIF_REMOVE = 0x00000005;
+        private const uint DIF_REGISTERDEVICE = 0x00000019;
+        private const uint DIGCF_PRESENT = 0x00000002;
+        private const uint INSTALLFLAG_FORCE = 0x00000001;
+        private const int ERROR_NO_MORE_ITEMS = 259;
+        private const int ERROR_NO_SUCH_DEVINST = unchecked((int)0xE000020B);
+        private static readonly IntPtr INVALID_HANDLE_VALUE = new IntPtr(-1);
+        private static readonly Guid NetClassGuid = new Guid("4d36e972-e325-11ce-bfc1-08002be10318");
+
+        [StructLayout(LayoutKind.Sequential)]
+        private struct SP_DEVINFO_DATA
+        {
+            public uint cbSize;
+            public Guid ClassGuid;
+            public uint DevInst;
+            public IntPtr Reserved;
+        }
+
+        [DllImport("setupapi.dll", SetLastError = true)]
+        private static extern IntPtr SetupDiCreateDeviceInfoList(ref Guid ClassGuid, IntPtr hwndParent);
+
+        [DllImport("setupapi.dll", CharSet = CharSet.Unicode, SetLastError = true)]
+        private static extern bool SetupDiCreateDeviceInfoW(IntPtr DeviceInfoSet, string DeviceName,
+            ref Guid ClassGuid, string DeviceDescription, IntPtr hwndParent, uint CreationFlags,
+            ref SP_DEVINFO_DATA DeviceInfoData);
+
+        [DllImport("setupapi.dll", CharSet = CharSet.Unicode, SetLastError = true)]
+        private static extern bool SetupDiSetDeviceRegistryPropertyW(IntPtr DeviceInfoSet,
+            ref SP_DEVINFO_DATA DeviceInfoData, uint Property, byte[] PropertyBuffer, uint PropertyBufferSize);
+
+        [DllImport("setupapi.dll", SetLastError = true)]
+        private static extern bool SetupDiCallClassInstaller(uint InstallFunction, IntPtr DeviceInfoSet,
+            ref SP_DEVINFO_DATA DeviceInfoData);
+
+        [DllImport("setupapi.dll", SetLastError = true)]
+        private static extern bool SetupDiDestroyDeviceInfoList(IntPtr DeviceInfoSet);
+
+        [DllImport("setupapi.dll", CharSet = CharSet.Unicode, SetLastError = true)]
+        private static extern IntPtr SetupDiGetClassDevsW(ref Guid ClassGuid, string Enumerator,
+            IntPtr hwndParent, uint Flags);
+
+        [DllImport("setupapi.dll", SetLastError = true)]
+        private static extern bool SetupDiEnumDeviceInfo(IntPtr DeviceInfoSet, uint MemberIndex,
+            ref SP_DEVINFO_DATA DeviceInfoData);
+
+        [DllImport("setupapi.dll", CharSet = CharSet.Unicode, SetLastError = true)]
+        private static extern bool SetupDiGetDeviceRegistryPropertyW(IntPtr DeviceInfoSet,
+            ref SP_DEVINFO_DATA DeviceInfoData, uint Property, out uint PropertyRegDataType,
+            byte[] PropertyBuffer, uint PropertyBufferSize, out uint RequiredSize);
+
+        [DllImport("setupapi.dll", CharSet = CharSet.Unicode, SetLastError = true)]
+        private static extern bool SetupDiGetDeviceInstanceIdW(IntPtr DeviceInfoSet,
+            ref SP_DEVINFO_DATA DeviceInfoData, StringBuilder DeviceInstanceId, uint DeviceInstanceIdSize,
+            out uint RequiredSize);
+
+        [DllImport("setupapi.dll", CharSet = CharSet.Unicode, SetLastError = true)]
+        private static extern bool SetupDiOpenDeviceInfoW(IntPtr DeviceInfoSet, string DeviceInstanceId,
+            IntPtr hwndParent, uint OpenFlags, ref SP_DEVINFO_DATA DeviceInfoData);
+
+        [DllImport("newdev.dll", CharSet = CharSet.Unicode, SetLastError = true)]
+        private static extern bool UpdateDriverForPlugAndPlayDevicesW(IntPtr hwndParent, string HardwareId,
+            string FullInfPath, uint InstallFlags, out bool bRebootRequired);
+
+        private static Win32Exception Failure(string call)
+        {
+            int code = Marshal.GetLastWin32Error();
+            string text = new Win32Exception(code).Message;
+            return new Win32Exception(code, String.Format("{0} failed: {1} (0x{2:X8})", call, text, code));
+        }
+
+        private static SP_DEVINFO_DATA NewData()
+        {
+            SP_DEVINFO_DATA data = new SP_DEVINFO_DATA();
+            data.cbSize = (uint)Marshal.SizeOf(typeof(SP_DEVINFO_DATA));
+            return data;
+        }
+
+        private static string InstanceId(IntPtr set, ref SP_DEVINFO_DATA data)
+        {
+            StringBuilder sb = new StringBuilder(512);
+            uint needed;
+            if (!SetupDiGetDeviceInstanceIdW(set, ref data, sb, (uint)sb.Capacity, out needed))
+                throw Failure("SetupDiGetDeviceInstanceIdW");
+            return sb.ToString();
+        }
+
+        private static string[] HardwareIds(IntPtr set, ref SP_DEVINFO_DATA data)
+        {
+            uint regType;
+            uint needed;
+            byte[] buffer = new byte[1024];
+            if (!SetupDiGetDeviceRegistryPropertyW(set, ref data, SPDRP_HARDWAREID, out regType, buffer,
+                    (uint)buffer.Length, out needed))
+            {
+                if (needed > buffer.Length)
+                {
+                    buffer = new byte[needed];
+                    if (!SetupDiGetDeviceRegistryPropertyW(set, ref data, SPDRP_HARDWAREID, out regType,
+                            buffer, (uint)buffer.Length, out needed))
+                        return new string[0];
+                }
+                else
+                {
+                    return new string[0];
+                }
+            }
+            // REG_MULTI_SZ: NUL-separated, double-NUL-terminated UTF-16.
+            string all = Encoding.Unicode.GetString(buffer, 0, (int)Math.Min(needed, (uint)buffer.Length));
+            return all.Split(new char[] { '\0' }, StringSplitOptions.RemoveEmptyEntries);
+        }
+
+        // Instance ids of the present Net-class devices whose hardware ids
+        // include hardwareId (case-insensitive). Finds a loopback even when its
+        // driver is missing, so a re-run never adds a second device.
+        public static string[] Find(string hardwareId)
+        {
+            Guid cls = NetClassGuid;
+            IntPtr set = SetupDiGetClassDevsW(ref cls, null, IntPtr.Zero, DIGCF_PRESENT);
+            if (set == INVALID_HANDLE_VALUE)
+                throw Failure("SetupDiGetClassDevsW");
+            List<string> found = new List<string>();
+            try
+            {
+                for (uint i = 0; ; i++)
+                {
+                    SP_DEVINFO_DATA data = NewData();
+                    if (!SetupDiEnumDeviceInfo(set, i, ref data))
+                    {
+                        if (Marshal.GetLastWin32Error() == ERROR_NO_MORE_ITEMS)
+                            break;
+                        throw Failure("SetupDiEnumDeviceInfo");
+                    }
+                    foreach (string id in HardwareIds(set, ref data))
+                    {
+                        if (String.Equals(id, hardwareId, StringComparison.OrdinalIgnoreCase))
+                        {
+                            found.Add(InstanceId(set, ref data));
+                            break;
+                        }
+                    }
+                }
+            }
+            finally
+            {
+                SetupDiDestroyDeviceInfoList(set);
+            }
+            return found.ToArray();
+        }
+
+        // Create the root-enumerated device and install infPath for it.
+        // Returns the new device instance id; rebootRequired as newdev says.
+        public static string Install(string hardwareId, string infPath, out bool rebootRequired)
+        {
+            rebootRequired = false;
+            Guid cls = NetClassGuid;
+            IntPtr set = SetupDiCreateDeviceInfoList(ref cls, IntPtr.Zero);
+            if (set == INVALID_HANDLE_VALUE)
+                throw Failure("SetupDiCreateDeviceInfoList");
+            SP_DEVINFO_DATA data = NewData();
+            bool registered = false;
+            try
+            {
+                // "Net" is the class name, as devcon passes it; with
+                // DICD_GENERATE_ID Windows makes the instance id ROOT\NET\nnnn.
+                if (!SetupDiCreateDeviceInfoW(set, "Net", ref cls, null, IntPtr.Zero, DICD_GENERATE_ID, ref data))
+                    throw Failure("SetupDiCreateDeviceInfoW");
+                byte[] hwid = Encoding.Unicode.GetBytes(hardwareId + "\0\0");
+                if (!SetupDiSetDeviceRegistryPropertyW(set, ref data, SPDRP_HARDWAREID, hwid, (uint)hwid.Length))
+                    throw Failure("SetupDiSetDeviceRegistryPropertyW(SPDRP_HARDWAREID)");
+                if (!SetupDiCallClassInstaller(DIF_REGISTERDEVICE, set, ref data))
+                    throw Failure("SetupDiCallClassInstaller(DIF_REGISTERDEVICE)");
+                registered = true;
+                string instanceId = InstanceId(set, ref data);
+                bool reboot;
+                if (!UpdateDriverForPlugAndPlayDevicesW(IntPtr.Zero, hardwareId, infPath, INSTALLFLAG_FORCE, out reboot))
+                    throw Failure("UpdateDriverForPlugAndPlayDevicesW(" + infPath + ")");
+                rebootRequired = reboot;
+                return instanceId;
+            }
+            catch
+            {
+                // Never leave a half-made device behind. Before DIF_REGISTERDEVICE
+                // the element lives only in the set and goes with it.
+                if (registered)
+                    SetupDiCallClassInstaller(DIF_REMOVE, set, ref data);
+                throw;
+            }
+            finally
+            {
+                SetupDiDestroyDeviceInfoList(set);
+            }
+        }
+
+        // Bind the driver again to every device with hardwareId (repair of a
+        // device that exists without its driver).
+        public static bool UpdateDriver(string hardwareId, string infPath)
+        {
+            bool reboot;
+            if (!UpdateDriverForPlugAndPlayDevicesW(IntPtr.Zero, hardwareId, infPath, INSTALLFLAG_FORCE, out reboot))
+                throw Failure("UpdateDriverForPlugAndPlayDevicesW(" + infPath + ")");
+            return reboot;
+        }
+
+        // Remove one device by instance id. False when it does not exist.
+        public static bool Remove(string instanceId)
+        {
+            Guid cls = NetClassGuid;
+            IntPtr set = SetupDiCreateDeviceInfoList(ref cls, IntPtr.Zero);
+            if (set == INVALID_HANDLE_VALUE)
+                throw Failure("SetupDiCreateDeviceInfoList");
+            try
+            {
+                SP_DEVINFO_DATA data = NewData();
+                if (!SetupDiOpenDeviceInfoW(set, instanceId, IntPtr.Zero, 0, ref data))
+                {
+                    if (Marshal.GetLastWin32Error() == ERROR_NO_SUCH_DEVINST)
+                        return false;
+                    throw Failure("SetupDiOpenDeviceInfoW(" + instanceId + ")");
+                }
+                if (!SetupDiCallClassInstaller(DIF_REMOVE, set, ref data))
+                    throw Failure("SetupDiCallClassInstaller(DIF_REMOVE)");
+                return true;
+            }
+            finally
+            {
+                SetupDiDestroyDeviceInfoList(set);
+            }
+        }
+    }
+}
+'@
+
+function Get-Marker {
+    $marker = @{ created = $false; instance_id = '' }
+    if (Test-Path -LiteralPath $regKey) {
+        $props = Get-ItemProperty -LiteralPath $regKey -ErrorAction SilentlyContinue
+        if ($props) {
+            if ($props.PSObject.Properties.Name -contains 'LoopbackCreatedByRole') {
+                $marker.created = ([int]$props.LoopbackCreatedByRole -eq 1)
+            }
+            if ($props.PSObject.Properties.Name -contains 'LoopbackInstanceId') {
+                $marker.instance_id = [string]$props.LoopbackInstanceId
+            }
+        }
+    }
+    return $marker
+}
+
+function Set-Marker {
+    param([string]$InstanceId)
+    if (-not (Test-Path -LiteralPath $regKey)) {
+        New-Item -Path $regKey -Force | Out-Null
+    }
+    New-ItemProperty -LiteralPath $regKey -Name 'LoopbackCreatedByRole' -Value 1 -PropertyType DWord -Force | Out-Null
+    New-ItemProperty -LiteralPath $regKey -Name 'LoopbackInstanceId' -Value $InstanceId -PropertyType String -Force | Out-Null
+}
+
+function Clear-Marker {
+    if (Test-Path -LiteralPath $regKey) {
+        foreach ($valueName in @('LoopbackCreatedByRole', 'LoopbackInstanceId')) {
+            Remove-ItemProperty -LiteralPath $regKey -Name $valueName -ErrorAction SilentlyContinue
+        }
+        $left = Get-Item -LiteralPath $regKey
+        if ($left.ValueCount -eq 0 -and $left.SubKeyCount -eq 0) {
+            Remove-Item -LiteralPath $regKey -Force
+        }
+    }
+}
+
+function Get-LoopbackAdapter {
+    param([string[]]$InstanceIds)
+    $result = @()
+    foreach ($adapter in @(Get-NetAdapter -IncludeHidden -ErrorAction SilentlyContinue)) {
+        if ($InstanceIds -contains [string]$adapter.PnPDeviceID) {
+            $result += $adapter
+        }
+    }
+    return , $result
+}
+
+function Get-LoopbackState {
+    $ids = @([Dsrprov.LoopbackDevice]::Find($hardwareId))
+    $adapters = Get-LoopbackAdapter -InstanceIds $ids
+    $marker = Get-Marker
+    # Which one is "ours": the one with the wanted name, else the one this
+    # role created, else the first.
+    $chosen = @($adapters | Where-Object { $_.Name -eq $name }) + @($adapters | Where-Object { $_.PnPDeviceID -eq $marker.instance_id }) + @($adapters)
+    $adapter = $null
+    if ($chosen.Count -gt 0) { $adapter = $chosen[0] }
+    return @{
+        instance_ids = $ids
+        adapter = $adapter
+        marker = $marker
+    }
+}
+
+function ConvertTo-DiffState {
+    param($Current)
+    if (-not $Current.adapter -and $Current.instance_ids.Count -eq 0) {
+        return @{ present = $false }
+    }
+    $out = @{
+        present = $true
+        devices = @($Current.instance_ids)
+        created_by_role = [bool]$Current.marker.created
+    }
+    if ($Current.adapter) {
+        $out.name = [string]$Current.adapter.Name
+        $out.description = [string]$Current.adapter.InterfaceDescription
+        $out.driver_bound = $true
+    }
+    else {
+        $out.driver_bound = $false
+    }
+    return $out
+}
+
+function Set-Result {
+    param($Current)
+    $module.Result.instance_ids = @($Current.instance_ids)
+    $module.Result.created_by_role = [bool]$Current.marker.created
+    if ($Current.adapter) {
+        $module.Result.name = [string]$Current.adapter.Name
+        $module.Result.interface_index = [int]$Current.adapter.ifIndex
+        $module.Result.interface_guid = [string]$Current.adapter.InterfaceGuid
+        $module.Result.instance_id = [string]$Current.adapter.PnPDeviceID
+        $module.Result.description = [string]$Current.adapter.InterfaceDescription
+    }
+    else {
+        $module.Result.name = $null
+        $module.Result.interface_index = $null
+        $module.Result.interface_guid = $null
+        $module.Result.instance_id = $null
+        $module.Result.description = $null
+    }
+}
+
+function Wait-Adapter {
+    param([string]$InstanceId)
+    $deadline = (Get-Date).AddSeconds($module.Params.wait_seconds)
+    while ((Get-Date) -lt $deadline) {
+        $found = Get-LoopbackAdapter -InstanceIds @($InstanceId)
+        if ($found.Count -gt 0) { return $found[0] }
+        Start-Sleep -Seconds 1
+    }
+    return $null
+}
+
+$module.Result.changed = $false
+$module.Result.reboot_required = $false
+$current = Get-LoopbackState
+$before = ConvertTo-DiffState -Current $current
+$module.Diff.before = $before
+$after = ConvertTo-DiffState -Current $current
+
+if ($state -eq 'present') {
+    if (-not (Test-Path -LiteralPath $infPath)) {
+        $module.FailJson("the loopback driver '$infPath' does not exist on this host: the Microsoft KM-TEST Loopback Adapter cannot be installed. Nothing was changed.")
+    }
+
+    # A conflicting, non-loopback adapter already uses the wanted name.
+    $clash = @(Get-NetAdapter -IncludeHidden -Name $name -ErrorAction SilentlyContinue | Where-Object {
+            $current.instance_ids -notcontains [string]$_.PnPDeviceID
+        })
+    if ($clash.Count -gt 0) {
+        $module.FailJson("an adapter named '$name' exists and is not a KM-TEST loopback ($($clash[0].InterfaceDescription)); choose another dsr_realserver_windows_loopback_name. Nothing was changed.")
+    }
+
+    if ($current.instance_ids.Count -eq 0) {
+        # 1. Install.
+        $module.Result.changed = $true
+        $after = @{ present = $true; name = $name; description = 'Microsoft KM-TEST Loopback Adapter'; driver_bound = $true; created_by_role = $true; devices = @('(new)') }
+        if (-not $module.CheckMode) {
+            $reboot = $false
+            try {
+                $newId = [Dsrprov.LoopbackDevice]::Install($hardwareId, $infPath, [ref]$reboot)
+            }
+            catch {
+                $module.FailJson("the Microsoft KM-TEST Loopback Adapter failed to install: $($_.Exception.InnerException.Message)$($_.Exception.Message). The half-made device was removed; nothing else was changed.", $_)
+            }
+            Set-Marker -InstanceId $newId
+            $module.Result.reboot_required = [bool]$reboot
+            $adapter = Wait-Adapter -InstanceId $newId
+            if (-not $adapter) {
+                # The driver did not come up: undo, so a re-run starts clean.
+                try { [Dsrprov.LoopbackDevice]::Remove($newId) | Out-Null } catch { $null = $_ }
+                Clear-Marker
+                $module.FailJson("the Microsoft KM-TEST Loopback Adapter was installed ($newId) but no network adapter appeared within $($module.Params.wait_seconds) s; the device was removed again. See %windir%\inf\setupapi.dev.log.")
+            }
+            $current = Get-LoopbackState
+        }
+    }
+    elseif (-not $current.adapter) {
+        # A device exists without its driver (an interrupted install): bind it.
+        $module.Result.changed = $true
+        $after.driver_bound = $true
+        $after.name = $name
+        if (-not $module.CheckMode) {
+            try {
+                $module.Result.reboot_required = [bool][Dsrprov.LoopbackDevice]::UpdateDriver($hardwareId, $infPath)
+            }
+            catch {
+                $module.FailJson("the Microsoft KM-TEST Loopback Adapter exists ($($current.instance_ids -join ', ')) but its driver failed to install: $($_.Exception.InnerException.Message)$($_.Exception.Message)", $_)
+            }
+            $null = Wait-Adapter -InstanceId $current.instance_ids[0]
+            $current = Get-LoopbackState
+            if (-not $current.adapter) {
+                $module.FailJson("the Microsoft KM-TEST Loopback Adapter driver was installed but no network adapter appeared within $($module.Params.wait_seconds) s. See %windir%\inf\setupapi.dev.log.")
+            }
+        }
+    }
+
+    # 2. Rename.
+    if ($current.adapter -and $current.adapter.Name -ne $name) {
+        $module.Result.changed = $true
+        $after.name = $name
+        if (-not $module.CheckMode) {
+            Rename-NetAdapter -Name $current.adapter.Name -NewName $name -ErrorAction Stop
+            $current = Get-LoopbackState
+        }
+    }
+    if ($current.instance_ids.Count -gt 1) {
+        $module.Warn("more than one KM-TEST loopback device exists ($($current.instance_ids -join ', ')); this role uses '$name' and leaves the others alone")
+    }
+    if (-not $module.CheckMode) {
+        $after = ConvertTo-DiffState -Current $current
+    }
+}
+else {
+    # state: absent. Remove the device only if this role created it.
+    $marker = $current.marker
+    if ($marker.created -and $marker.instance_id -and ($current.instance_ids -contains $marker.instance_id)) {
+        $module.Result.changed = $true
+        $after = @{ present = $false }
+        if (-not $module.CheckMode) {
+            try {
+                [Dsrprov.LoopbackDevice]::Remove($marker.instance_id) | Out-Null
+            }
+            catch {
+                $module.FailJson("failed to remove the KM-TEST loopback device $($marker.instance_id): $($_.Exception.Message)", $_)
+            }
+            Clear-Marker
+            $current = Get-LoopbackState
+            $after = ConvertTo-DiffState -Current $current
+        }
+    }
+    elseif ($marker.created -or $marker.instance_id) {
+        # The marker points at a device that no longer exists: forget it.
+        $module.Result.changed = $true
+        if (-not $module.CheckMode) {
+            Clear-Marker
+            $current = Get-LoopbackState
+        }
+        $after = ConvertTo-DiffState -Current $current
+        $after.created_by_role = $false
+    }
+    elseif ($current.adapter) {
+        $module.Result.msg = "the KM-TEST loopback '$($current.adapter.Name)' was not created by this role and is left in place"
+    }
+}
+
+Set-Result -Current $current
+$module.Diff.after = $after
+$module.ExitJson()

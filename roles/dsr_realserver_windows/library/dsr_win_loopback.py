@@ -1,0 +1,85 @@
+# Documentation stub for the PowerShell module dsr_win_loopback.ps1.
+
+DOCUMENTATION = r"""
+---
+module: dsr_win_loopback
+short_description: Install, name or remove the Microsoft KM-TEST Loopback Adapter
+description:
+  - Installs the Microsoft KM-TEST Loopback Adapter (hardware id C(*MSLOOP),
+    driver C(%windir%\\inf\\netloop.inf)) without devcon.exe and without
+    internet, by the same SetupAPI and newdev calls devcon makes, then
+    renames it.
+  - Finds an existing loopback by its hardware id (also one whose driver is
+    missing), so a re-run never adds a second device.
+  - Records in the registry (O(registry_key), values C(LoopbackCreatedByRole)
+    and C(LoopbackInstanceId)) that it created the device; C(state=absent)
+    removes the device only then.
+  - If the install fails after the device was registered, the half-made
+    device is removed (C(DIF_REMOVE)) and the module fails with the Win32
+    error.
+  - Check mode reports what would happen and changes nothing; C(--diff)
+    shows the adapter before and after.
+options:
+  state:
+    description: C(present) installs and names the adapter; C(absent) removes it if this module created it.
+    type: str
+    choices: [present, absent]
+    default: present
+  name:
+    description: Name (interface alias) of the loopback adapter.
+    type: str
+    default: loopback
+  inf_path:
+    description: Full path of the driver INF. Empty means C(%windir%\\inf\\netloop.inf).
+    type: str
+    default: ''
+  registry_key:
+    description: Registry key holding the role's records.
+    type: str
+    default: HKLM:\\SOFTWARE\\dsrprov
+  wait_seconds:
+    description: How long to wait for the new network adapter to appear.
+    type: int
+    default: 60
+author:
+  - dsrprov
+"""
+
+EXAMPLES = r"""
+- name: KM-TEST loopback named loopback
+  dsr_win_loopback:
+    name: loopback
+  register: loopback
+"""
+
+RETURN = r"""
+name:
+  description: Name of the loopback adapter (null in check mode before it exists).
+  returned: always
+  type: str
+interface_index:
+  description: Its interface index.
+  returned: always
+  type: int
+interface_guid:
+  description: Its interface GUID.
+  returned: always
+  type: str
+instance_id:
+  description: PnP device instance id, for example C(ROOT\\NET\\0000).
+  returned: always
+  type: str
+instance_ids:
+  description: Every present device with hardware id C(*MSLOOP).
+  returned: always
+  type: list
+  elements: str
+created_by_role:
+  description: Whether the device was created by this module.
+  returned: always
+  type: bool
+reboot_required:
+  description: Whether Windows asked for a reboot to finish the driver install.
+  returned: always
+  type: bool
+"""
