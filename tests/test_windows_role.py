@@ -457,6 +457,9 @@ def test_molecule_windows_acceptance() -> None:
     molecule = _tool("molecule")
     if molecule is None:
         pytest.fail("molecule is not installed (make setup)")
-    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(REPO / "roles"))
+    # molecule runs ansible-config and ansible-playbook from PATH: put this
+    # interpreter's scripts first.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(REPO / "roles"), PATH=path)
     result = subprocess.run([molecule, "test", "-s", "windows"], cwd=REPO, env=env, timeout=3600, check=False)
     assert result.returncode == 0, "molecule test -s windows failed (output above)"

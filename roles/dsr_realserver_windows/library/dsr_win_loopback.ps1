@@ -49,6 +49,7 @@ $regKey = $module.Params.registry_key
 $hardwareId = '*MSLOOP'
 
 Add-CSharpType -AnsibleModule $module -References @'
+//NoWarn -Name CS0649
 using System;
 using System.Collections.Generic;
 using System.ComponentModel;
@@ -70,8 +71,10 @@ namespace Dsrprov
         private static readonly IntPtr INVALID_HANDLE_VALUE = new IntPtr(-1);
         private static readonly Guid NetClassGuid = new Guid("4d36e972-e325-11ce-bfc1-08002be10318");
 
+        // Public so the compiler does not warn (CS0649) about fields that
+        // only the marshaller writes; Add-CSharpType fails on warnings.
         [StructLayout(LayoutKind.Sequential)]
-        private struct SP_DEVINFO_DATA
+        public struct SP_DEVINFO_DATA
         {
             public uint cbSize;
             public Guid ClassGuid;
@@ -293,6 +296,15 @@ namespace Dsrprov
 }
 '@
 
+function Get-ErrorText {
+    # A .NET exception thrown inside a method call arrives wrapped in a
+    # MethodInvocationException: report the inner message only.
+    param($ErrorRecord)
+    $e = $ErrorRecord.Exception
+    if ($e.InnerException) { $e = $e.InnerException }
+    return $e.Message
+}
+
 function Get-Marker {
     $marker = @{ created = $false; instance_id = '' }
     if (Test-Path -LiteralPath $regKey) {
@@ -439,7 +451,7 @@ if ($state -eq 'present') {
                 $newId = [Dsrprov.LoopbackDevice]::Install($hardwareId, $infPath, [ref]$reboot)
             }
             catch {
-                $module.FailJson("the Microsoft KM-TEST Loopback Adapter failed to install: $($_.Exception.InnerException.Message)$($_.Exception.Message). The half-made device was removed; nothing else was changed.", $_)
+                $module.FailJson("the Microsoft KM-TEST Loopback Adapter failed to install: $(Get-ErrorText -ErrorRecord $_). Any half-made device was removed again; nothing else was changed.", $_)
             }
             Set-Marker -InstanceId $newId
             $module.Result.reboot_required = [bool]$reboot
@@ -463,7 +475,7 @@ if ($state -eq 'present') {
                 $module.Result.reboot_required = [bool][Dsrprov.LoopbackDevice]::UpdateDriver($hardwareId, $infPath)
             }
             catch {
-                $module.FailJson("the Microsoft KM-TEST Loopback Adapter exists ($($current.instance_ids -join ', ')) but its driver failed to install: $($_.Exception.InnerException.Message)$($_.Exception.Message)", $_)
+                $module.FailJson("the Microsoft KM-TEST Loopback Adapter exists ($($current.instance_ids -join ', ')) but its driver failed to install: $(Get-ErrorText -ErrorRecord $_)", $_)
             }
             $null = Wait-Adapter -InstanceId $current.instance_ids[0]
             $current = Get-LoopbackState
@@ -500,7 +512,7 @@ else {
                 [Dsrprov.LoopbackDevice]::Remove($marker.instance_id) | Out-Null
             }
             catch {
-                $module.FailJson("failed to remove the KM-TEST loopback device $($marker.instance_id): $($_.Exception.Message)", $_)
+                $module.FailJson("failed to remove the KM-TEST loopback device $($marker.instance_id): $(Get-ErrorText -ErrorRecord $_)", $_)
             }
             Clear-Marker
             $current = Get-LoopbackState
