@@ -119,6 +119,7 @@ cat > "$ROOT/usr/local/sbin/dsrprov-boot-config" <<'EOF'
 # Runs before systemd-networkd and ssh. Reads:
 #   /proc/cmdline: dsrprov.addr=A/N dsrprov.addr6=A/N dsrprov.gw=IP dsrprov.gw6=IP
 #   fw_cfg opt/dsrprov/authorized_keys -> /root/.ssh/authorized_keys
+# SSH host keys are made by dsrprov-ssh-hostkeys.service, in parallel.
 set -u
 addr= addr6= gw= gw6=
 for w in $(cat /proc/cmdline); do
@@ -151,15 +152,13 @@ if [ -r "$ak" ]; then
   chmod 600 /root/.ssh/authorized_keys.new
   mv /root/.ssh/authorized_keys.new /root/.ssh/authorized_keys
 fi
-# Host keys are not in the image: generate them on first boot.
-ssh-keygen -A
 exit 0
 EOF
 chmod 755 "$ROOT/usr/local/sbin/dsrprov-boot-config"
 
 cat > "$ROOT/etc/systemd/system/dsrprov-boot-config.service" <<'EOF'
 [Unit]
-Description=dsrprov: network, authorized_keys and SSH host keys from cmdline/fw_cfg
+Description=dsrprov: network and authorized_keys from cmdline/fw_cfg
 DefaultDependencies=no
 After=systemd-remount-fs.service local-fs.target systemd-modules-load.service
 Before=systemd-networkd.service network-pre.target ssh.service
@@ -169,6 +168,25 @@ Wants=network-pre.target
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=/usr/local/sbin/dsrprov-boot-config
+
+[Install]
+WantedBy=sysinit.target
+EOF
+
+# Host keys are not in the image: generate them on first boot. Only ed25519
+# and ECDSA: an RSA key takes ~10 s to generate under TCG (what
+# `ssh-keygen -A` would also make); sshd is told to use just these two.
+cat > "$ROOT/etc/systemd/system/dsrprov-ssh-hostkeys.service" <<'EOF'
+[Unit]
+Description=dsrprov: generate SSH host keys on first boot
+DefaultDependencies=no
+After=systemd-remount-fs.service local-fs.target
+Before=ssh.service sysinit.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'for t in ed25519 ecdsa; do f=/etc/ssh/ssh_host_$${t}_key; [ -s $$f ] || ssh-keygen -q -t $$t -N "" -f $$f; done'
 
 [Install]
 WantedBy=sysinit.target
@@ -186,8 +204,8 @@ chmod 755 "$ROOT/usr/local/sbin/dsrprov-hostkey-console"
 cat > "$ROOT/etc/systemd/system/dsrprov-hostkey-console.service" <<'EOF'
 [Unit]
 Description=dsrprov: print SSH host key on ttyS0
-After=dsrprov-boot-config.service ssh.service
-Requires=dsrprov-boot-config.service
+After=dsrprov-ssh-hostkeys.service ssh.service
+Requires=dsrprov-ssh-hostkeys.service
 
 [Service]
 Type=oneshot
@@ -200,6 +218,8 @@ EOF
 
 mkdir -p "$ROOT/etc/ssh/sshd_config.d"
 cat > "$ROOT/etc/ssh/sshd_config.d/dsrprov.conf" <<'EOF'
+HostKey /etc/ssh/ssh_host_ed25519_key
+HostKey /etc/ssh/ssh_host_ecdsa_key
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -207,7 +227,7 @@ UseDNS no
 EOF
 
 chroot "$ROOT" systemctl enable systemd-networkd.service dsrprov-boot-config.service \
-  dsrprov-hostkey-console.service ssh.service serial-getty@ttyS0.service
+  dsrprov-ssh-hostkeys.service dsrprov-hostkey-console.service ssh.service serial-getty@ttyS0.service
 chroot "$ROOT" systemctl set-default multi-user.target
 # Nothing here needs these; they only slow a TCG boot.
 chroot "$ROOT" systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \

@@ -80,7 +80,7 @@ cmd_start() {
   [ -z "$IPV6" ] || [[ $IPV6 =~ ^[0-9a-fA-F:]+/[0-9]+$ ]] || die "--ipv6 must be ADDR/N"
   [[ $MAC =~ ^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$ ]] || die "bad --mac $MAC"
   [ -r "$AKEYS" ] || die "cannot read $AKEYS"
-  ip link show "$BRIDGE" >/dev/null 2>&1 || die "no bridge $BRIDGE"
+  ip link show "$BRIDGE" >/dev/null 2>&1 || die "no bridge $BRIDGE (netavark creates a podman network's bridge only when its first container starts)"
   if [ -z "$TAP" ]; then
     TAP="dtap-$(echo "$NAME" | tr -cd 'A-Za-z0-9' | cut -c1-10)"
   fi
