@@ -40,4 +40,4 @@ lab-down: setup
 	@$(BIN)/dsrprov lab down
 
 clean: lab-down
-	rm -rf .lab
+	rm -rf inventories/lab/.state

@@ -15,7 +15,6 @@ import yaml
 from dsrprov.paths import lab_inventory, lab_state_dir, project_root
 
 IMAGE = "localhost/dsrprov-lab:debian12"
-CONTAINER_PREFIX = "dsrprov-lab-"
 
 # A tiny web service on every real server: it answers with the host's name, so
 # a client can tell which real server replied. Listens on all addresses, the
@@ -41,11 +40,8 @@ class LabHost:
     ip: str
     ip6: str
     mac: str
+    container: str = ""
     groups: list[str] = field(default_factory=list)
-
-    @property
-    def container(self) -> str:
-        return CONTAINER_PREFIX + self.name
 
     @property
     def is_realserver(self) -> bool:
@@ -58,6 +54,7 @@ class Lab:
     subnet: str
     subnet6: str
     hosts: list[LabHost]
+    state_dir: Path
 
     def host(self, name: str) -> LabHost:
         for h in self.hosts:
@@ -78,12 +75,16 @@ def _walk(group: str, node: dict[str, Any], path: list[str], out: dict[str, LabH
 
 
 def load_lab(inventory: Path | None = None) -> Lab:
-    data = yaml.safe_load((inventory or lab_inventory()).read_text())
-    root = data["all"]
+    """Read a lab from its inventory; containers are named NETWORK-HOST."""
+    inventory = inventory or lab_inventory()
+    root = yaml.safe_load(inventory.read_text())["all"]
     hosts: dict[str, LabHost] = {}
     _walk("all", root, [], hosts)
     lab_vars = root.get("vars", {})
-    return Lab(lab_vars["lab_network"], lab_vars["lab_subnet"], lab_vars["lab_subnet6"], list(hosts.values()))
+    network = lab_vars["lab_network"]
+    for host in hosts.values():
+        host.container = f"{network}-{host.name}"
+    return Lab(network, lab_vars["lab_subnet"], lab_vars["lab_subnet6"], list(hosts.values()), lab_state_dir(inventory))
 
 
 def podman_env() -> dict[str, str]:
@@ -130,8 +131,7 @@ def build_image() -> None:
         raise LabError("building the lab image failed (see the output above)")
 
 
-def ensure_keypair() -> Path:
-    state = lab_state_dir()
+def ensure_keypair(state: Path) -> Path:
     state.mkdir(mode=0o700, exist_ok=True)
     key = state / "id_ed25519"
     if not key.exists():
@@ -178,7 +178,7 @@ def provision_host(host: LabHost, pubkey: str) -> str:
 def up(lab: Lab | None = None) -> Lab:
     lab = lab or load_lab()
     build_image()
-    key = ensure_keypair()
+    key = ensure_keypair(lab.state_dir)
     pubkey = key.with_suffix(".pub").read_text()
     ensure_network(lab)
     for host in lab.hosts:
@@ -187,7 +187,7 @@ def up(lab: Lab | None = None) -> Lab:
     for host in lab.hosts:
         wait_for_boot(host)
         lines.append(provision_host(host, pubkey))
-    known = lab_state_dir() / "known_hosts"
+    known = lab.state_dir / "known_hosts"
     known.write_text("\n".join(lines) + "\n")
     return lab
 

@@ -12,10 +12,14 @@ def project_root() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[1]
 
 
-def lab_state_dir() -> Path:
-    """Generated lab files: SSH key pair and known_hosts. Never committed."""
-    return project_root() / ".lab"
-
-
 def lab_inventory() -> Path:
-    return project_root() / "inventories" / "lab" / "hosts.yml"
+    """The lab's inventory; ``DSRPROV_LAB_INVENTORY`` names another lab."""
+    env = os.environ.get("DSRPROV_LAB_INVENTORY")
+    return Path(env).resolve() if env else project_root() / "inventories" / "lab" / "hosts.yml"
+
+
+def lab_state_dir(inventory: Path | None = None) -> Path:
+    """A lab's generated files (SSH key pair, known_hosts), next to its inventory.
+
+    Never committed (.gitignore)."""
+    return (inventory or lab_inventory()).parent / ".state"
