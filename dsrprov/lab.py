@@ -69,9 +69,9 @@ def _walk(group: str, node: dict[str, Any], path: list[str], out: dict[str, LabH
         host = out.setdefault(
             name, LabHost(name, str(hv.get("ansible_host", "")), str(hv.get("lab_ip6", "")), str(hv.get("lab_mac", "")))
         )
-        host.groups.extend(g for g in path + [group] if g not in host.groups)
+        host.groups.extend(g for g in [*path, group] if g not in host.groups)
     for child, sub in (node.get("children") or {}).items():
-        _walk(child, sub or {}, path + [group], out)
+        _walk(child, sub or {}, [*path, group], out)
 
 
 def load_lab(inventory: Path | None = None) -> Lab:
@@ -117,9 +117,9 @@ def wait_for_boot(host: LabHost, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = podman("exec", host.container, "systemctl", "is-system-running", check=False).stdout.strip()
-        if state in ("running", "degraded"):
-            if podman("exec", host.container, "systemctl", "is-active", "ssh", check=False).stdout.strip() == "active":
-                return
+        ssh = podman("exec", host.container, "systemctl", "is-active", "ssh", check=False).stdout.strip()
+        if state in ("running", "degraded") and ssh == "active":
+            return
         time.sleep(0.5)
     raise LabError(f"lab host {host.name} did not finish booting in {timeout:.0f} s")
 
@@ -135,9 +135,7 @@ def ensure_keypair(state: Path) -> Path:
     state.mkdir(mode=0o700, exist_ok=True)
     key = state / "id_ed25519"
     if not key.exists():
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dsrprov-lab", "-f", str(key)], check=True
-        )
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dsrprov-lab", "-f", str(key)], check=True)
     return key
 
 
@@ -153,10 +151,24 @@ def start_host(lab: Lab, host: LabHost) -> None:
         return
     podman("rm", "-f", host.container, check=False)
     podman(
-        "run", "-d", "--name", host.container, "--hostname", host.name,
-        "--privileged", "--systemd=always",
-        "--network", lab.network, "--ip", host.ip, "--ip6", host.ip6, "--mac-address", host.mac,
-        "--label", "dsrprov.lab=1",
+        "run",
+        "-d",
+        "--name",
+        host.container,
+        "--hostname",
+        host.name,
+        "--privileged",
+        "--systemd=always",
+        "--network",
+        lab.network,
+        "--ip",
+        host.ip,
+        "--ip6",
+        host.ip6,
+        "--mac-address",
+        host.mac,
+        "--label",
+        "dsrprov.lab=1",
         IMAGE,
     )
 
@@ -167,7 +179,9 @@ def provision_host(host: LabHost, pubkey: str) -> str:
     if host.is_realserver:
         lab_exec(host, "sh", "-c", "cat > /etc/systemd/system/lab-web.service", input_text=WEB_UNIT)
         lab_exec(
-            host, "sh", "-c",
+            host,
+            "sh",
+            "-c",
             f"mkdir -p /srv/www && echo {host.name} > /srv/www/index.html && "
             "systemctl daemon-reload && systemctl enable --now lab-web.service >/dev/null 2>&1",
         )

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from typing import Any, Union
+from typing import Any
 
-Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class VipError(ValueError):
@@ -28,16 +28,11 @@ def parse_vip(text: Any) -> Address:
         addr = ipaddress.ip_address(addr_part)
     except ValueError:
         raise VipError(f"invalid VIP {raw!r}: not an IPv4 or IPv6 address") from None
-    if prefix_part:
-        if not prefix_part.isdigit() or int(prefix_part) != addr.max_prefixlen:
-            raise VipError(
-                f"invalid VIP {raw!r}: a VIP must be a host address "
-                f"(/{addr.max_prefixlen}), not /{prefix_part}"
-            )
+    if prefix_part and (not prefix_part.isdigit() or int(prefix_part) != addr.max_prefixlen):
+        raise VipError(f"invalid VIP {raw!r}: a VIP must be a host address (/{addr.max_prefixlen}), not /{prefix_part}")
     if addr.is_unspecified or addr.is_loopback or addr.is_multicast or addr.is_link_local:
         raise VipError(
-            f"invalid VIP {raw!r}: unspecified, loopback, multicast and link-local "
-            "addresses cannot be a VIP"
+            f"invalid VIP {raw!r}: unspecified, loopback, multicast and link-local addresses cannot be a VIP"
         )
     if addr.version == 4 and addr == ipaddress.IPv4Address("255.255.255.255"):
         raise VipError(f"invalid VIP {raw!r}: the broadcast address cannot be a VIP")
@@ -58,11 +53,12 @@ def check_vips(
     """
     if isinstance(vips, (str, bytes)) or vips is None:
         raise VipError("the VIP list must be a list of addresses, not a single string")
-    parsed = [parse_vip(v) for v in vips]
+    given = list(vips)
+    parsed = [parse_vip(v) for v in given]
     if not parsed and not allow_empty:
         raise VipError("no VIP given: state 'present' needs at least one VIP")
     seen: dict[Address, str] = {}
-    for original, addr in zip(vips, parsed):
+    for original, addr in zip(given, parsed, strict=True):
         if addr in seen:
             raise VipError(f"duplicate VIP {addr} (given as {seen[addr]!r} and {original!r})")
         seen[addr] = original
@@ -75,8 +71,7 @@ def check_vips(
     for addr in parsed:
         if addr in own:
             raise VipError(
-                f"VIP {addr} is one of the host's own addresses: a VIP must be an "
-                "address the host does not already use"
+                f"VIP {addr} is one of the host's own addresses: a VIP must be an address the host does not already use"
             )
     return [str(a) for a in parsed]
 

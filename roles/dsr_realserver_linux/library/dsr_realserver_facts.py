@@ -68,6 +68,8 @@ from ansible.module_utils.basic import AnsibleModule
 # The directories systemd-sysctl and "sysctl --system" read, in their order of
 # precedence for equal file names; files are applied sorted by file name.
 SYSCTL_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d")
+# procps' "sysctl --system" reads this one last of all.
+SYSCTL_CONF = "/etc/sysctl.conf"
 
 
 def read_sysctl_files(own_file):
@@ -77,9 +79,8 @@ def read_sysctl_files(own_file):
         for path in glob.glob(os.path.join(directory, "*.conf")):
             by_name.setdefault(os.path.basename(path), path)
     ordered = [by_name[name] for name in sorted(by_name)]
-    # procps' "sysctl --system" reads /etc/sysctl.conf last of all.
-    if os.path.exists("/etc/sysctl.conf"):
-        ordered.append("/etc/sysctl.conf")
+    if os.path.exists(SYSCTL_CONF):
+        ordered.append(SYSCTL_CONF)
     own_name = os.path.basename(own_file)
     files = []
     seen = set()
@@ -93,7 +94,7 @@ def read_sysctl_files(own_file):
                 lines = handle.read().splitlines()
         except OSError:
             continue
-        after_own = path == "/etc/sysctl.conf" or os.path.basename(path) > own_name
+        after_own = path == SYSCTL_CONF or os.path.basename(path) > own_name
         files.append((path, lines, after_own))
     return [(p, l) for p, l, after in files if after and os.path.basename(p) != own_name]
 
