@@ -4,6 +4,7 @@ podman network, described by ``inventories/lab/hosts.yml``."""
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,13 @@ class LabHost:
     mac: str
     container: str = ""
     groups: list[str] = field(default_factory=list)
+    # "container" (systemd in podman) or "vm" (QEMU: the director needs a
+    # kernel with IPVS, which this machine's kernel lacks).
+    kind: str = "container"
+
+    @property
+    def is_vm(self) -> bool:
+        return self.kind == "vm"
 
     @property
     def is_realserver(self) -> bool:
@@ -67,7 +75,14 @@ def _walk(group: str, node: dict[str, Any], path: list[str], out: dict[str, LabH
     for name, hv in (node.get("hosts") or {}).items():
         hv = hv or {}
         host = out.setdefault(
-            name, LabHost(name, str(hv.get("ansible_host", "")), str(hv.get("lab_ip6", "")), str(hv.get("lab_mac", "")))
+            name,
+            LabHost(
+                name,
+                str(hv.get("ansible_host", "")),
+                str(hv.get("lab_ip6", "")),
+                str(hv.get("lab_mac", "")),
+                kind=str(hv.get("lab_kind", "container")),
+            ),
         )
         host.groups.extend(g for g in [*path, group] if g not in host.groups)
     for child, sub in (node.get("children") or {}).items():
@@ -103,11 +118,48 @@ def podman(*args: str, check: bool = True, input_text: str | None = None) -> sub
 
 
 def lab_exec(host: LabHost, *cmd: str, check: bool = True, input_text: str | None = None) -> str:
-    """Run a command inside a lab host (lab plumbing only; roles use SSH)."""
+    """Run a command on a lab host (lab plumbing and proofs; roles use Ansible).
+
+    Containers through ``podman exec``; VMs over SSH with the lab's key and
+    strict host key checking."""
+    if host.is_vm:
+        return ssh_exec(host, *cmd, check=check, input_text=input_text)
     return podman("exec", "-i", host.container, *cmd, check=check, input_text=input_text).stdout
 
 
-def is_running(host: LabHost) -> bool:
+def ssh_exec(host: LabHost, *cmd: str, check: bool = True, input_text: str | None = None) -> str:
+    state = lab_state_dir()
+    proc = subprocess.run(
+        [
+            "ssh", "-i", str(state / "id_ed25519"), "-o", f"UserKnownHostsFile={state / 'known_hosts'}",
+            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+            f"root@{host.ip}", "--", shlex.join(cmd),
+        ],
+        capture_output=True, text=True, input=input_text, check=False,
+    )  # fmt: skip
+    if check and proc.returncode != 0:
+        raise LabError(f"{host.name}: {shlex.join(cmd)} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def vm_script(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        ["bash", str(project_root() / "lab" / "director" / "run-vm.sh"), *args],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if check and proc.returncode != 0:
+        raise LabError(f"director VM: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc
+
+
+def vm_state_dir(lab: Lab, host: LabHost) -> Path:
+    return lab.state_dir / f"vm-{host.name}"
+
+
+def is_running(host: LabHost, lab: Lab | None = None) -> bool:
+    if host.is_vm:
+        state = vm_state_dir(lab or load_lab(), host)
+        return state.exists() and vm_script("status", "--state-dir", str(state), check=False).returncode == 0
     proc = podman("container", "inspect", "--format", "{{.State.Running}}", host.container, check=False)
     return proc.returncode == 0 and proc.stdout.strip() == "true"
 
@@ -146,8 +198,34 @@ def ensure_network(lab: Lab) -> None:
     podman("network", "create", "--internal", "--subnet", lab.subnet, "--ipv6", "--subnet", lab.subnet6, lab.network)
 
 
+def bridge_of(lab: Lab) -> str:
+    return podman("network", "inspect", "--format", "{{.NetworkInterface}}", lab.network).stdout.strip()
+
+
+def start_vm(lab: Lab, host: LabHost, pubkey_file: Path) -> str:
+    """Start the VM unless it runs; return its known_hosts line.
+
+    Its host key comes from its serial console (run-vm.sh wait), never from
+    the network. The bridge must exist, so containers start first."""
+    state = vm_state_dir(lab, host)
+    known = state / "known_hosts"
+    if not is_running(host, lab):
+        state.mkdir(parents=True, exist_ok=True)
+        known.unlink(missing_ok=True)
+        start = time.monotonic()
+        vm_script(
+            "start", "--name", host.name, "--bridge", bridge_of(lab), "--ipv4", f"{host.ip}/{lab.subnet.split('/')[1]}",
+            "--ipv6", f"{host.ip6}/{lab.subnet6.split('/')[1]}", "--mac", host.mac,
+            "--authorized-keys", str(pubkey_file), "--state-dir", str(state),
+        )  # fmt: skip
+        vm_script("wait", "--state-dir", str(state), "--known-hosts", str(known), "--timeout", "300")
+        (state / "boot-seconds").write_text(f"{time.monotonic() - start:.1f}\n")
+    keyline = next(line for line in known.read_text().splitlines() if line.startswith(host.ip + " "))
+    return f"{host.name},{keyline}"
+
+
 def start_host(lab: Lab, host: LabHost) -> None:
-    if is_running(host):
+    if host.is_vm or is_running(host):
         return
     podman("rm", "-f", host.container, check=False)
     podman(
@@ -199,6 +277,9 @@ def up(lab: Lab | None = None) -> Lab:
         start_host(lab, host)
     lines = []
     for host in lab.hosts:
+        if host.is_vm:
+            lines.append(start_vm(lab, host, key.with_suffix(".pub")))
+            continue
         wait_for_boot(host)
         lines.append(provision_host(host, pubkey))
     known = lab.state_dir / "known_hosts"
@@ -209,10 +290,14 @@ def up(lab: Lab | None = None) -> Lab:
 def down(lab: Lab | None = None) -> None:
     lab = lab or load_lab()
     for host in lab.hosts:
-        podman("rm", "-f", "-t", "0", host.container, check=False)
+        if host.is_vm:
+            if vm_state_dir(lab, host).exists():
+                vm_script("stop", "--state-dir", str(vm_state_dir(lab, host)), check=False)
+        else:
+            podman("rm", "-f", "-t", "0", host.container, check=False)
     podman("network", "rm", "-f", lab.network, check=False)
 
 
 def status(lab: Lab | None = None) -> dict[str, bool]:
     lab = lab or load_lab()
-    return {host.name: is_running(host) for host in lab.hosts}
+    return {host.name: is_running(host, lab) for host in lab.hosts}
