@@ -261,6 +261,8 @@ def provision_host(host: LabHost, pubkey: str) -> str:
             "sh",
             "-c",
             f"mkdir -p /srv/www && echo {host.name} > /srv/www/index.html && "
+            # A download-heavy object for the byte-share measurement.
+            "{ [ -s /srv/www/1m.bin ] || head -c 1048576 /dev/urandom > /srv/www/1m.bin; } && "
             "systemctl daemon-reload && systemctl enable --now lab-web.service >/dev/null 2>&1",
         )
     keytype, key = lab_exec(host, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").split()[:2]
