@@ -24,7 +24,7 @@ WEB_UNIT = """[Unit]
 Description=dsrprov lab web service
 After=network.target
 [Service]
-ExecStart=/usr/bin/python3 -m http.server 80 --directory /srv/www
+ExecStart=/usr/bin/python3 -m http.server 80 --bind :: --directory /srv/www
 Restart=always
 [Install]
 WantedBy=multi-user.target
@@ -263,7 +263,8 @@ def provision_host(host: LabHost, pubkey: str) -> str:
             f"mkdir -p /srv/www && echo {host.name} > /srv/www/index.html && "
             # A download-heavy object for the byte-share measurement.
             "{ [ -s /srv/www/1m.bin ] || head -c 1048576 /dev/urandom > /srv/www/1m.bin; } && "
-            "systemctl daemon-reload && systemctl enable --now lab-web.service >/dev/null 2>&1",
+            "systemctl daemon-reload && systemctl enable lab-web.service >/dev/null 2>&1 && "
+            "systemctl restart lab-web.service",
         )
     keytype, key = lab_exec(host, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").split()[:2]
     return f"{host.name},{host.ip} {keytype} {key}"
