@@ -1,0 +1,516 @@
+"""Tests of roles/dsr_director that need no director host.
+
+- validation: ``ansible-playbook`` runs the role against localhost (connection
+  local) with a small inventory; each bad input must stop the play at the
+  first check, before the read-only fact module even runs;
+- rendering: the role's own template, variables and filters render a sample
+  model; the result must equal the golden files in tests/data/director/ and
+  pass the real ``keepalived -t`` (skipped, saying why, without keepalived);
+- the modules' parsers, and ansible-lint with the production profile.
+
+The role on a real director (keepalived + IPVS in the QEMU VM) is proven by
+the end-to-end tests, not here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml  # type: ignore[import-untyped,unused-ignore]
+
+REPO = Path(__file__).resolve().parent.parent
+ROLE = REPO / "roles" / "dsr_director"
+DATA = Path(__file__).resolve().parent / "data" / "director"
+KEEPALIVED = shutil.which("keepalived") or next(
+    (p for p in ("/usr/sbin/keepalived", "/sbin/keepalived") if os.access(p, os.X_OK)), None
+)
+NO_KEEPALIVED = "keepalived is not installed on this controller (apt-get install keepalived)"
+# Set DSRPROV_REGOLD=1 to rewrite the golden files after a deliberate template change.
+REGOLD = os.environ.get("DSRPROV_REGOLD") == "1"
+
+
+def _tool(name: str) -> str:
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else (shutil.which(name) or name)
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
+        ANSIBLE_REMOTE_TEMP=str(tmp_path / "rtmp"),
+        ANSIBLE_RETRY_FILES_ENABLED="0",
+    )
+    return env
+
+
+HOSTS = {
+    "all": {
+        "children": {
+            "dsr_directors": {
+                "hosts": {
+                    "dir1": {
+                        "ansible_connection": "local",
+                        "ansible_host": "127.0.0.1",
+                        "ansible_python_interpreter": sys.executable,
+                    }
+                }
+            },
+            "dsr_realservers_linux": {
+                "hosts": {
+                    "rs1": {"ansible_host": "10.0.0.11", "dsr_real_address6": "fd00::11"},
+                    "rs2": {"ansible_host": "10.0.0.12", "dsr_real_address6": "fd00::12", "dsr_weight": 3},
+                }
+            },
+            "dsr_realservers_windows": {
+                "hosts": {
+                    "win1": {
+                        "ansible_host": "win1.example.test",
+                        "dsr_real_address": "10.0.0.21",
+                        "dsr_vips": ["10.0.0.201"],
+                    }
+                }
+            },
+        }
+    }
+}
+
+SERVICES: list[dict[str, Any]] = [
+    {"name": "web", "vip": "10.0.0.200", "port": 80},
+    {
+        "name": "web6",
+        "vip": "fd00::200",
+        "port": 443,
+        "lb_algo": "sh",
+        "persistence_timeout": 300,
+        "health_check": {
+            "type": "http",
+            "path": "/healthz",
+            "status": 204,
+            "port": 8080,
+            "delay_loop": 10,
+            "connect_timeout": 2,
+            "retries": 3,
+            "delay_before_retry": 2,
+        },
+    },
+    {
+        "name": "dns",
+        "vip": "10.0.0.201",
+        "port": 53,
+        "protocol": "udp",
+        "lb_algo": "mh",
+        "health_check": {"type": "udp"},
+    },
+]
+
+GROUP_VARS = {
+    "dsr_services": SERVICES,
+    # The real servers hold the VIPs of the first two services (win1 its own).
+    "dsr_vips": ["10.0.0.200", "fd00::200"],
+}
+
+PLAY = [{"name": "Director", "hosts": "dsr_directors", "gather_facts": False, "roles": [{"role": "dsr_director"}]}]
+
+
+def _inventory(tmp_path: Path) -> Path:
+    inv = tmp_path / "inventory"
+    (inv / "group_vars").mkdir(parents=True, exist_ok=True)
+    (inv / "hosts.yml").write_text(yaml.safe_dump(HOSTS))
+    (inv / "group_vars" / "all.yml").write_text(yaml.safe_dump(GROUP_VARS))
+    return inv
+
+
+def _run(
+    tmp_path: Path, play: Any, *args: str, extra: dict[str, Any] | None = None
+) -> subprocess.CompletedProcess[str]:
+    inv = _inventory(tmp_path)
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(yaml.safe_dump(play, sort_keys=False))
+    cmd = [_tool("ansible-playbook"), "-i", str(inv), str(playbook), *args]
+    if extra is not None:
+        cmd += ["-e", json.dumps(extra)]
+    return subprocess.run(cmd, cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, check=False)
+
+
+# --------------------------------------------------------------------------
+# validation before any change
+# --------------------------------------------------------------------------
+
+FIRST_CHECK = "Check the service model and the VRRP instances"
+FACTS_TASK = "Read the director's addresses, tools and keepalived state"
+
+
+def _vrrp(**change: Any) -> dict[str, Any]:
+    inst = {"name": "VI_1", "interface": "eth0", "state": "MASTER", "priority": 150, "virtual_router_id": 51}
+    inst.update(change)
+    return inst
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        pytest.param(
+            {"dsr_director_services": [{"name": "mail", "vip": "10.0.0.250", "port": 25}]},
+            "dsrprov: service mail: no real server holds its VIP 10.0.0.250",
+            id="vip-without-real-server",
+        ),
+        pytest.param(
+            {"dsr_director_services": [{"name": "web", "vip": "10.0.0.200", "port": 70000}]},
+            "dsrprov: service web: port 70000 is out of range (1-65535)",
+            id="port-out-of-range",
+        ),
+        pytest.param(
+            {"dsr_director_services": [{"name": "web", "vip": "10.0.0.200", "port": 80, "lb_algo": "lblc"}]},
+            "dsrprov: service web: unknown lb_algo 'lblc' (known: rr, wrr, lc, wlc, sh, mh)",
+            id="lb-algo",
+        ),
+        pytest.param(
+            {
+                "dsr_director_vrrp_instances": [
+                    _vrrp(virtual_ipaddresses=["10.0.0.200", "fd00::200"]),
+                    _vrrp(name="VI_2", virtual_ipaddresses=["10.0.0.201"]),
+                ]
+            },
+            "dsrprov: VRRP instances VI_1 and VI_2 both use virtual_router_id 51",
+            id="vrrp-same-vrid",
+        ),
+        pytest.param(
+            {"dsr_director_services": [{"name": "web", "vip": "10.0.0.300", "port": 80}]},
+            "dsrprov: service web: invalid VIP '10.0.0.300'",
+            id="invalid-vip",
+        ),
+        pytest.param(
+            {"dsr_director_services": [SERVICES[0], {**SERVICES[0], "name": "web2"}]},
+            "dsrprov: services web and web2 are the same virtual server (10.0.0.200 port 80/tcp)",
+            id="duplicate-service",
+        ),
+        pytest.param(
+            {"dsr_director_vrrp_instances": [_vrrp(auth_pass="far-too-long-secret")]},
+            "dsrprov: VRRP instance VI_1: auth_pass must be 1-8 characters",
+            id="vrrp-secret",
+        ),
+    ],
+)
+def test_validation_stops_before_the_host_is_read(tmp_path: Path, extra: dict[str, Any], message: str) -> None:
+    proc = _run(tmp_path, PLAY, extra=extra)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert message in out, out
+    assert f"TASK [dsr_director : {FIRST_CHECK}]" in out
+    assert FACTS_TASK not in out, "the host was contacted before the model was refused"
+    assert "far-too-long-secret" not in out
+
+
+def test_real_server_without_real_address(tmp_path: Path) -> None:
+    hosts = json.loads(json.dumps(HOSTS))
+    del hosts["all"]["children"]["dsr_realservers_linux"]["hosts"]["rs2"]["ansible_host"]
+    inv = _inventory(tmp_path)
+    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(yaml.safe_dump(PLAY))
+    proc = subprocess.run(
+        [_tool("ansible-playbook"), "-i", str(inv), str(playbook)],
+        cwd=REPO,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "dsrprov: real server rs2 holds an IPv4 VIP but has no IPv4 real address: set dsr_real_address" in out, out
+    assert FACTS_TASK not in out
+
+
+def test_argument_spec_refuses_bad_types(tmp_path: Path) -> None:
+    proc = _run(tmp_path, PLAY, extra={"dsr_director_state": "gone"})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "dsr_director_state" in out and "present, absent" in out, out
+    assert FACTS_TASK not in out
+
+
+def test_host_checks_run_after_the_read_only_facts(tmp_path: Path) -> None:
+    """A sound model, but this controller is not on the real servers' LAN."""
+    proc = _run(tmp_path, PLAY, "--check", extra={"dsr_director_config_path": str(tmp_path / "keepalived.conf")})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "ok: [dir1]" in out
+    assert "is on no network of director dir1; LVS-DR needs every real server on the director's LAN" in out, out
+    assert "changed=0" in out
+    assert not (tmp_path / "keepalived.conf").exists()
+
+
+def test_missing_interface_is_refused(tmp_path: Path) -> None:
+    extra = {"dsr_director_config_path": str(tmp_path / "keepalived.conf"), "dsr_director_vip_interface": "nosuch0"}
+    proc = _run(tmp_path, PLAY, "--check", extra=extra)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "dsrprov: interface nosuch0 does not exist on dir1" in out, out
+
+
+@pytest.mark.skipif(KEEPALIVED is None, reason=NO_KEEPALIVED)
+def test_nonexistent_interface_fails_the_config_test(tmp_path: Path, rendered: dict[str, str]) -> None:
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(rendered["static"].replace("dev eth0", "dev nosuch0"))
+    assert KEEPALIVED
+    proc = subprocess.run([KEEPALIVED, "-t", "-f", str(conf)], capture_output=True, text=True, check=False)
+    assert proc.returncode != 0
+
+
+def test_foreign_keepalived_conf_is_not_replaced(tmp_path: Path) -> None:
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text("global_defs {\n  router_id someone_else\n}\n")
+    proc = _run(tmp_path, PLAY, "--check", extra={"dsr_director_config_path": str(conf)})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"dsrprov: {conf} exists and was not written by dsrprov" in out, out
+    assert "someone_else" in conf.read_text()
+
+
+# --------------------------------------------------------------------------
+# rendering: golden files and keepalived's own config test
+# --------------------------------------------------------------------------
+
+FACTS = {
+    "addresses": [
+        {"address": "10.0.0.2", "prefixlen": 24, "interface": "eth0", "family": 4},
+        {"address": "fd00::2", "prefixlen": 64, "interface": "eth0", "family": 6},
+    ],
+    "address_interface": "eth0",
+    "interfaces": ["eth0", "lo"],
+    "keepalived": "/usr/sbin/keepalived",
+    "ipvsadm": "/usr/sbin/ipvsadm",
+    "keepalived_active": False,
+    "keepalived_enabled": False,
+    "ip_vs_loaded": True,
+    "modules_load_content": None,
+    "config_present": False,
+    "config_managed": False,
+    "auth_files": [],
+    "managed": {"virtual_servers": [], "addresses": []},
+}
+
+VRRP = [
+    {
+        "name": "VI_web",
+        "interface": "eth0",
+        "state": "MASTER",
+        "priority": 150,
+        "virtual_router_id": 51,
+        "unicast_src_ip": "10.0.0.2",
+        "unicast_peers": ["10.0.0.3"],
+        "auth_pass": "s3cret",
+        "virtual_ipaddresses": ["10.0.0.200", "fd00::200"],
+    },
+    {
+        "name": "VI_dns",
+        "interface": "eth0",
+        "state": "BACKUP",
+        "priority": 100,
+        "virtual_router_id": 52,
+        "virtual_ipaddresses": ["10.0.0.201"],
+    },
+]
+
+
+def _render(tmp_path: Path, name: str, extra: dict[str, Any]) -> str:
+    out = tmp_path / name
+    play = [
+        {
+            "name": "Render",
+            "hosts": "dir1",
+            "gather_facts": False,
+            "vars_files": [str(ROLE / "defaults" / "main.yml"), str(ROLE / "vars" / "main.yml")],
+            "vars": {"_dsr_director_facts": FACTS},
+            "tasks": [
+                {
+                    "name": "Render keepalived.conf",
+                    "ansible.builtin.template": {
+                        "src": str(ROLE / "templates" / "keepalived.conf.j2"),
+                        "dest": str(out),
+                        "mode": "0644",
+                    },
+                }
+            ],
+        }
+    ]
+    env_extra = {"ANSIBLE_FILTER_PLUGINS": str(ROLE / "filter_plugins")}
+    inv = _inventory(tmp_path)
+    playbook = tmp_path / f"render-{name}.yml"
+    playbook.write_text(yaml.safe_dump(play, sort_keys=False))
+    cmd = [_tool("ansible-playbook"), "-i", str(inv), str(playbook), "-e", json.dumps(extra)]
+    proc = subprocess.run(
+        cmd, cwd=REPO, env={**_env(tmp_path), **env_extra}, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out.read_text()
+
+
+def _golden(name: str, text: str) -> None:
+    path = DATA / name
+    if REGOLD:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert text == path.read_text(), f"rendering differs from {path} (DSRPROV_REGOLD=1 rewrites it)"
+
+
+def _local_interface() -> str:
+    """An interface of this controller: keepalived -t refuses interfaces that do not exist."""
+    names = sorted(n for n in os.listdir("/sys/class/net") if n != "lo")
+    return names[0] if names else "lo"
+
+
+def _keepalived_test(conf: Path) -> subprocess.CompletedProcess[str]:
+    assert KEEPALIVED
+    iface = _local_interface()
+    conf.write_text(
+        conf.read_text().replace("dev eth0", f"dev {iface}").replace("interface eth0", f"interface {iface}")
+    )
+    return subprocess.run([KEEPALIVED, "-t", "-f", str(conf)], capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    tmp = tmp_path_factory.mktemp("render")
+    return {
+        "static": _render(tmp, "static.conf", {}),
+        "vrrp": _render(tmp, "vrrp.conf", {"dsr_director_vrrp_instances": VRRP}),
+    }
+
+
+def test_render_static_matches_golden(rendered: dict[str, str]) -> None:
+    _golden("keepalived-static.conf", rendered["static"])
+    text = rendered["static"]
+    assert "lvs_flush" not in text.replace("No lvs_flush", "").replace("no lvs_flush_on_stop", "")
+    assert "# dsrprov-manages address fd00::200/128 dev eth0" in text
+
+
+def test_render_vrrp_matches_golden_without_the_secret(rendered: dict[str, str]) -> None:
+    _golden("keepalived-vrrp.conf", rendered["vrrp"])
+    assert "s3cret" not in rendered["vrrp"]
+    assert "static_ipaddress" not in rendered["vrrp"]
+
+
+@pytest.mark.skipif(KEEPALIVED is None, reason=NO_KEEPALIVED)
+@pytest.mark.parametrize("variant", ["static", "vrrp"])
+def test_rendered_config_passes_keepalived_config_test(tmp_path: Path, rendered: dict[str, str], variant: str) -> None:
+    auth = tmp_path / "dsrprov-vrrp-VI_web.auth"
+    auth.write_text("auth_pass s3cret\n")
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(rendered[variant].replace("/etc/keepalived/dsrprov-vrrp-", f"{tmp_path}/dsrprov-vrrp-"))
+    proc = _keepalived_test(conf)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.skipif(KEEPALIVED is None, reason=NO_KEEPALIVED)
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("lb_algo wlc", "lb_algo fastest"),  # unknown scheduler
+        ("retry 2", "nb_get_retry 2"),  # the pre-2.0 keyword, unknown in TCP_CHECK
+        ("lb_kind DR", "lb_kind DRR"),
+        ("    }\n}\n", "    }\n"),  # a missing brace
+    ],
+)
+def test_keepalived_config_test_fails_on_a_bad_config(
+    tmp_path: Path, rendered: dict[str, str], old: str, new: str
+) -> None:
+    """The role's validate: relies on keepalived -t exiting non-zero on any such mistake."""
+    assert old in rendered["static"]
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(rendered["static"].replace(old, new, 1))
+    assert _keepalived_test(conf).returncode != 0
+
+
+@pytest.mark.skipif(KEEPALIVED is None, reason=NO_KEEPALIVED)
+def test_missing_vrrp_secret_file_fails_the_config_test(tmp_path: Path, rendered: dict[str, str]) -> None:
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(rendered["vrrp"].replace("/etc/keepalived/dsrprov-vrrp-", f"{tmp_path}/dsrprov-vrrp-"))
+    assert _keepalived_test(conf).returncode != 0
+
+
+# --------------------------------------------------------------------------
+# the modules' parsers
+# --------------------------------------------------------------------------
+
+
+def _load(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_manifest_is_read_back_from_the_rendered_file(tmp_path: Path, rendered: dict[str, str]) -> None:
+    facts = _load(ROLE / "library" / "dsr_director_facts.py")
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(rendered["static"])
+    present, managed, entries = facts.read_manifest(str(conf))
+    assert present and managed
+    assert entries == {
+        "virtual_servers": [
+            {"protocol": "tcp", "vip": "10.0.0.200", "port": 80},
+            {"protocol": "tcp", "vip": "fd00::200", "port": 443},
+            {"protocol": "udp", "vip": "10.0.0.201", "port": 53},
+        ],
+        "addresses": [
+            {"address": "10.0.0.200/32", "dev": "eth0"},
+            {"address": "fd00::200/128", "dev": "eth0"},
+            {"address": "10.0.0.201/32", "dev": "eth0"},
+        ],
+    }
+    assert facts.read_manifest(str(tmp_path / "none")) == (False, False, {"virtual_servers": [], "addresses": []})
+
+
+def test_ipvs_table_parser(tmp_path: Path) -> None:
+    cleanup = _load(ROLE / "library" / "dsr_director_cleanup.py")
+    table = tmp_path / "ip_vs"
+    # As read from /proc/net/ip_vs in the director VM.
+    table.write_text(
+        "IP Virtual Server version 1.2.1 (size=4096)\n"
+        "Prot LocalAddress:Port Scheduler Flags\n"
+        "  -> RemoteAddress:Port Forward Weight ActiveConn InActConn\n"
+        "TCP  0AFA08C8:0050 rr  \n"
+        "  -> 0AFA080B:0050      Route   1      0          0\n"
+        "UDP  0AFA0863:0035 wlc \n"
+        "TCP  [fd42:0d5a:0000:0008:0000:0000:0000:0200]:0050 wlc \n"
+    )
+    assert cleanup.ipvs_services(str(table)) == {
+        ("tcp", "10.250.8.200", 80),
+        ("udp", "10.250.8.99", 53),
+        ("tcp", "fd42:d5a:0:8::200", 80),
+    }
+    assert cleanup.ipvs_services(str(tmp_path / "none")) == set()
+
+
+# --------------------------------------------------------------------------
+# lint
+# --------------------------------------------------------------------------
+
+
+def test_ansible_lint_production(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [_tool("ansible-lint"), "--profile", "production", "--offline", "roles/dsr_director"],
+        cwd=REPO,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
