@@ -39,9 +39,11 @@ class Roles:
         return {h.mac: h.name for h in self.realservers}
 
 
-def http_get(client: labmod.LabHost, url: str, count: int, timeout: float = 3) -> list[str]:
-    """``count`` requests, one new connection each; the body or ``FAIL``."""
-    script = f"for i in $(seq {count}); do curl -s -m {timeout} {url} || echo FAIL; echo; done"
+def http_get(client: labmod.LabHost, url: str, count: int, timeout: float = 3, *, body: bool = True) -> list[str]:
+    """``count`` requests, one new connection each: the body (or, with
+    ``body=False``, the number of bytes received), or ``FAIL``."""
+    fetch = f"curl -s -m {timeout} {url}" if body else f"curl -s -m {timeout} -o /dev/null -w %{{size_download}} {url}"
+    script = f"for i in $(seq {count}); do {fetch} || echo FAIL; echo; done"
     out = labmod.lab_exec(client, "sh", "-c", script, check=False)
     return [line.strip() for line in out.splitlines() if line.strip()]
 
@@ -60,7 +62,7 @@ def capture(the_lab: labmod.Lab, bpf: str) -> Iterator[Path]:
     bridge = labmod.bridge_of(the_lab)
     out = Path(tempfile.mkdtemp(prefix="dsrprov-cap-")) / "segment.pcap"
     proc = subprocess.Popen(
-        ["tcpdump", "-i", bridge, "-U", "-s", "128", "-w", str(out), bpf],
+        ["tcpdump", "--immediate-mode", "-Z", "root", "-i", bridge, "-U", "-s", "128", "-w", str(out), bpf],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -75,10 +77,12 @@ def capture(the_lab: labmod.Lab, bpf: str) -> Iterator[Path]:
 
 
 def path_report(
-    the_lab: labmod.Lab, roles: Roles, vip: str, port: int, url_path: str, count: int
+    the_lab: labmod.Lab, roles: Roles, vip: str, port: int, url_path: str, count: int, *, body: bool = True
 ) -> tuple[PathReport, list[str]]:
+    """Requests from the client to the VIP, captured on the segment and
+    checked against the three DSR steps."""
     with capture(the_lab, f"tcp port {port} and host {vip}") as pcap:
-        bodies = http_get(roles.client, f"http://{vip}:{port}{url_path}", count, timeout=20)
+        bodies = http_get(roles.client, f"http://{vip}:{port}{url_path}", count, timeout=20, body=body)
     report = analyse(
         read_frames(pcap),
         vip=vip,

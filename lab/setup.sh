@@ -6,7 +6,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 packages="podman runc debootstrap iproute2 nftables arping tcpdump openssh-client make python3-venv
-qemu-system-x86 qemu-utils e2fsprogs"
+qemu-system-x86 qemu-utils e2fsprogs keepalived ipvsadm"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
