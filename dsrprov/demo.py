@@ -1,8 +1,9 @@
 """``make demo``: bring up the local lab, run site.yml twice, print the proof.
 
-The proof is read from the lab hosts themselves: the VIPs on each real
-server's loopback, the live ARP sysctls, and an ARP probe for each IPv4 VIP
-sent from the lab's client, with the replying MACs named."""
+The proof is read from the lab itself: the VIPs and ARP sysctls on each real
+server, the director's IPVS table, who answers ARP for the VIP, which real
+server answered each request, the three DSR steps as captured on the lab's
+segment, and the director's share of the bytes of a download-heavy load."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import re
 import subprocess
 import sys
 import time
+from collections import Counter
 
 from dsrprov import lab as labmod
+from dsrprov.labproof import Roles, arp_replies, path_report
 from dsrprov.paths import project_root
-
-MAC_RE = re.compile(r"bytes from ([0-9a-f]{2}(?::[0-9a-f]{2}){5}) \(")
 
 
 def run_site(inventory: str) -> tuple[str, float]:
@@ -30,62 +31,91 @@ def run_site(inventory: str) -> tuple[str, float]:
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout + proc.stderr)
         raise labmod.LabError("site.yml failed on the lab (output above)")
-    recap = proc.stdout[proc.stdout.rfind("PLAY RECAP") :]
-    return recap.strip(), elapsed
+    return proc.stdout[proc.stdout.rfind("PLAY RECAP") :].strip(), elapsed
 
 
-def arp_replies(client: labmod.LabHost, vip: str) -> list[str]:
-    out = labmod.lab_exec(client, "arping", "-c", "2", "-w", "2", "-i", "eth0", vip, check=False)
-    return sorted(set(MAC_RE.findall(out)))
+def service_vips(realserver: labmod.LabHost) -> list[str]:
+    lo = labmod.lab_exec(realserver, "ip", "-o", "addr", "show", "dev", "lo")
+    return [
+        m.group(1) for m in re.finditer(r"inet6? (\S+)/\d+ scope \w+", lo) if m.group(1) not in ("127.0.0.1", "::1")
+    ]
 
 
 def main() -> int:
+    start = time.monotonic()
     the_lab = labmod.up()
+    roles = Roles.of(the_lab)
+    names = {h.mac: h.name for h in the_lab.hosts}
+    print(
+        f"lab up in {time.monotonic() - start:.0f} s: {', '.join(h.name for h in the_lab.hosts)}"
+        f" on podman network {the_lab.network} (internal, no route off this machine)"
+    )
     inventory = str(project_root() / "inventories" / "lab")
-    print(f"lab: {', '.join(h.name for h in the_lab.hosts)} on podman network {the_lab.network} (internal)")
 
     recap, first = run_site(inventory)
-    print(f"\nsite.yml, first run ({first:.1f} s):\n{recap}")
+    print(f"\n== site.yml, first run ({first:.1f} s)\n{recap}")
     recap2, second = run_site(inventory)
-    print(f"\nsite.yml, second run ({second:.1f} s):\n{recap2}")
     changed = [int(n) for n in re.findall(r"changed=(\d+)", recap2)]
-    print("  -> idempotent: changed=0 on every host" if not any(changed) else "  -> NOT idempotent")
+    print(
+        f"\n== site.yml, second run ({second:.1f} s): "
+        + ("changed=0 on every host" if not any(changed) else f"NOT idempotent\n{recap2}")
+    )
+    ok = not any(changed)
 
-    realservers = [h for h in the_lab.hosts if h.is_realserver]
-    macs = {}
-    print("\nreal servers:")
-    for host in realservers:
+    print("\n== real servers")
+    for host in roles.realservers:
+        sysctl = labmod.lab_exec(host, "sysctl", "-n", "net.ipv4.conf.all.arp_ignore", "net.ipv4.conf.all.arp_announce")
+        ignore, announce = sysctl.split()
         lo = labmod.lab_exec(host, "ip", "-o", "addr", "show", "dev", "lo")
         vips = [
-            f"{m.group(1)} ({m.group(2) or 'no label'})"
+            f"{m.group(1)}{' (' + m.group(2) + ')' if m.group(2) else ''}"
             for m in re.finditer(r"inet6? (\S+) scope \w+ ?(lo:\d+)?", lo)
             if not m.group(1).startswith(("127.", "::1"))
         ]
-        sysctl = labmod.lab_exec(
-            host, "sysctl", "net.ipv4.conf.all.arp_ignore", "net.ipv4.conf.all.arp_announce"
-        ).split("\n")
-        macs[labmod.lab_exec(host, "cat", "/sys/class/net/eth0/address").strip()] = host.name
-        print(f"  {host.name}: VIPs on lo: {', '.join(vips) or 'none'}")
-        print(f"  {host.name}: {'; '.join(s for s in sysctl if s)}")
+        print(f"  {host.name}: VIPs on lo {', '.join(vips)}; arp_ignore={ignore} arp_announce={announce}")
 
-    client = next(h for h in the_lab.hosts if "lab_clients" in h.groups)
-    ok = not any(changed)
-    print(f"\nARP probe from {client.name} for each IPv4 VIP:")
-    vips4 = sorted(
-        {
-            v.split("/")[0]
-            for v in re.findall(
-                r"inet (\S+) scope \w+ lo:1", labmod.lab_exec(realservers[0], "ip", "-o", "addr", "show", "dev", "lo")
-            )
-        }
-    )
-    for vip in vips4:
-        replies = arp_replies(client, vip)
-        from_rs = [macs[m] for m in replies if m in macs]
-        print(f"  who-has {vip}: {len(replies)} replies; from real servers: {', '.join(from_rs) or 'none'}")
-        ok = ok and not from_rs
+    print(f"\n== director ({roles.director.name}, a QEMU VM: keepalived driving IPVS)")
+    print("  " + labmod.lab_exec(roles.director, "ipvsadm", "-Ln").strip().replace("\n", "\n  "))
+
+    vip = next(v for v in service_vips(roles.realservers[0]) if ":" not in v)
+    replies = arp_replies(roles.client, vip)
     print(
-        "\nDSR real servers ready: VIPs on lo, ARP for the VIPs left to the director." if ok else "\nPROBLEM: see above"
+        f"\n== ARP: who-has {vip}, asked by {roles.client.name}: answered by "
+        + ", ".join(names.get(m, m) for m in replies)
+    )
+    ok = ok and replies == [roles.director.mac]
+
+    report, bodies = path_report(the_lab, roles, vip, 80, "/", 10)
+    print(f"\n== 10 requests from {roles.client.name} to http://{vip}/: {dict(Counter(bodies))}")
+    conn = next(iter(report.connections.values()), None)
+    if conn is not None:
+        rs = next(iter(conn.repliers), "?")
+        print(f"  one connection (client port {conn.client_port}), as captured on the segment:")
+        print(f"  1. {roles.client.name} -> {vip}:80, to the director's MAC {roles.director.mac}: {conn.step1} frames")
+        print(f"  2. same packets, sent by the director to {rs}'s MAC, addresses unchanged: {conn.step2} frames")
+        print(
+            f"  3. {rs} -> {roles.client.name}, source {vip}, from {rs}'s MAC, not via the director: "
+            f"{conn.step3} frames"
+        )
+    print(
+        f"  all {len(report.connections)} connections took the three steps"
+        if not report.violations
+        else f"  PROBLEMS: {report.violations}"
+    )
+    ok = ok and not report.violations and set(bodies) == {h.name for h in roles.realservers}
+
+    heavy, sizes = path_report(the_lab, roles, vip, 80, "/1m.bin", 4, body=False)
+    print(
+        f"\n== 4 downloads of 1 MiB: the director handled {heavy.director_bytes} of "
+        f"{heavy.director_bytes + heavy.total(3)} bytes on the path ({heavy.director_share:.1%}); "
+        f"{heavy.reduction:.1%} less than if the replies went back through it"
+    )
+    ok = ok and not heavy.violations and sizes == ["1048576"] * 4
+
+    print(
+        "\nDSR works: the director takes the requests in, the real servers answer the client directly."
+        if ok
+        else "\nPROBLEM: see above"
     )
     return 0 if ok else 1
 

@@ -127,12 +127,13 @@ def _prepare(inv: Inventory, req: Request, os_choice: str, opts: ConnOptions, pr
 
 
 @contextlib.contextmanager
-def _check_inventory(inv: Inventory) -> Iterator[Path]:
-    """The edited inventory in a temporary file next to the real one (same inventory_dir)."""
+def _check_inventory(inv: Inventory, text: str | None = None) -> Iterator[Path]:
+    """The edited inventory (or ``text``) in a temporary file next to the real
+    one, so inventory_dir and group_vars stay the same."""
     fd, tmp = tempfile.mkstemp(prefix=".dsrprov-check-", suffix=".yml", dir=inv.dir)
     try:
         with os.fdopen(fd, "w") as fh:
-            fh.write(inv.dump())
+            fh.write(inv.dump() if text is None else text)
         yield Path(tmp)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -200,6 +201,7 @@ def enroll(
                     progress(f"    {line}")
             with _check_inventory(inv) as tmp:
                 runs = _run(tmp, ready, opts, check=True, parallel=parallel, progress=progress, log=log)
+                _update_directors(tmp, inv.directors(), check=True, progress=progress, log=log)
             _apply_run({p.name: p.report for p in ready}, runs, check=True)
             return [p.report for p in plans]
         if inventory_changed:
@@ -222,6 +224,17 @@ def enroll(
             p.report.checks = v.checks
             if v.exit_code != EXIT_OK:
                 p.report.fail(v.exit_code, f"not verified: {v.error}")
+    # The directors learn their real servers from the inventory; they are
+    # updated once the hosts are configured and verified.
+    in_pool = [p for p in ready if p.report.exit_code == EXIT_OK]
+    directors = Inventory(inventory).directors()
+    if in_pool and directors:
+        problem = _update_directors(inventory, directors, check=False, progress=progress, log=log)
+        for p in in_pool:
+            if problem:
+                p.report.fail(EXIT_FAILED, f"configured and verified, but the directors were not updated: {problem}")
+            else:
+                p.report.checks.append(Check("in the directors' pool", True, ", ".join(directors)))
     return [p.report for p in plans]
 
 
@@ -254,6 +267,38 @@ def _run(
     )
 
 
+def _update_directors(
+    inventory: Path, hosts: list[str], *, check: bool, progress: Progress, log: IO[str] | None
+) -> str | None:
+    """Run the director role on every director, so that its real servers
+    follow the inventory. Returns the failure, or None.
+
+    The directors keep their own connection settings from the inventory: the
+    options given for the enrolled hosts (key, user, known_hosts) are not
+    theirs."""
+    if not hosts:
+        return None
+    progress(f"dsrprov: updating the directors{' in check mode' if check else ''}: {', '.join(hosts)}")
+    inv = Inventory(inventory)
+    held = {vip for name in inv.hostnames() if inv.host(name).is_realserver for vip in inv.host(name).vips}
+    for svc in inv.services():
+        if str(svc.get("vip", "")).split("/")[0] not in held:
+            progress(
+                f"dsrprov: warning: service {svc.get('name')} has no real server left; its VIP stays on the "
+                "directors with no virtual server behind it"
+            )
+    # Enrolling and unenrolling build pools up and take them down one host at
+    # a time, so a service may be empty for a while: allowed here, not in
+    # site.yml, where an empty service is most often a mistyped VIP.
+    runs = run_playbook(
+        inventory, hosts, check=check, progress=progress, log=log,
+        extra_vars={"dsr_director_allow_empty_services": True},
+    )  # fmt: skip
+    failed = [f"{h}: {r.error or 'failed'}" for h, r in runs.items() if r.failed or r.unreachable or not r.in_recap]
+    missing = [h for h in hosts if h not in runs]
+    return "; ".join(failed + [f"{h}: no result" for h in missing]) or None
+
+
 def unenroll(
     inventory: Path,
     hosts: list[str],
@@ -279,23 +324,52 @@ def unenroll(
         plans.append(_Plan(Request(name, host.vips), report, name=name, os=host.os or "linux"))
     if not plans:
         return reports
-    runs = _run(inv.path, plans, opts, check=check, parallel=parallel, progress=progress, log=log, absent=True)
-    _apply_run({p.name: p.report for p in plans}, runs, check=check)
-    done = [p for p in plans if p.report.exit_code == EXIT_OK]
     if check:
+        runs = _run(inv.path, plans, opts, check=True, parallel=parallel, progress=progress, log=log, absent=True)
+        _apply_run({p.name: p.report for p in plans}, runs, check=True)
         return reports
+    # Drain first: out of the inventory, then out of the directors' pool (IPVS
+    # lets established connections finish), and only then off the hosts, from
+    # a copy of the inventory that still lists them.
     with locked(inv.path):
         inv = Inventory(inventory)
-        for p in done:
+        before = inv.dump()
+        for p in plans:
             inv.remove_realserver(p.name)
-            p.report.action = "removed"
-        if inv.changed():
-            inv.save()
-            progress(f"dsrprov: inventory {inv.path} updated")
+        inv.save()
+        progress(f"dsrprov: inventory {inv.path} updated")
+    directors = inv.directors()
+    problem = _update_directors(inv.path, directors, check=False, progress=progress, log=log)
+    if problem:
+        for p in plans:
+            p.report.fail(EXIT_FAILED, f"the directors were not updated, the host is left configured: {problem}")
+        _restore_hosts(inventory, plans)
+        return reports
+    with _check_inventory(inv, before) as tmp:
+        runs = _run(tmp, plans, opts, check=False, parallel=parallel, progress=progress, log=log, absent=True)
+    _apply_run({p.name: p.report for p in plans}, runs, check=False)
+    done = [p for p in plans if p.report.exit_code == EXIT_OK]
+    for p in done:
+        p.report.action = "removed"
+    # A host that could not be unconfigured goes back into the inventory (it
+    # still holds its VIPs), but not into the directors' pool until a rerun.
+    _restore_hosts(inventory, [p for p in plans if p.report.exit_code != EXIT_OK])
     # Read back: nothing of the role may be left on a Linux host.
     with ThreadPoolExecutor(max(1, parallel)) as pool:
         list(pool.map(lambda p: _check_gone(inv, p, opts), [p for p in done if p.os == "linux"]))
     return reports
+
+
+def _restore_hosts(inventory: Path, plans: list[_Plan]) -> None:
+    """Put hosts that are still configured back into the inventory."""
+    if not plans:
+        return
+    with locked(inventory):
+        inv = Inventory(inventory)
+        for p in plans:
+            inv.set_realserver(p.name, p.os, p.report.vips, p.report.address or None)
+        if inv.changed():
+            inv.save()
 
 
 def _check_gone(inv: Inventory, plan: _Plan, opts: ConnOptions) -> None:

@@ -36,7 +36,9 @@ LINUX_GROUP = "dsr_realservers_linux"
 WINDOWS_GROUP = "dsr_realservers_windows"
 REALSERVERS_GROUP = "dsr_realservers"
 OS_GROUPS = {"linux": LINUX_GROUP, "windows": WINDOWS_GROUP}
-VANTAGE_GROUPS = ("dsr_directors", "lab_clients")
+# A host beside the director sees the director answer; the director itself
+# only sees the others (it holds the VIP), so it comes second.
+VANTAGE_GROUPS = ("lab_clients", "dsr_directors")
 
 
 class _SafeLoader(yaml.SafeLoader):
@@ -257,7 +259,7 @@ class Inventory:
         return Host(name, [g for g in closure if g != "all"], _render_all(merged, magic))
 
     def vantage_host(self) -> str | None:
-        """The host ARP probes run from: dsr_vantage_host, else a director, else a lab client."""
+        """The host ARP probes run from: dsr_vantage_host, else a lab client, else a director."""
         chosen = self.host("__dsrprov_none__").vars.get("dsr_vantage_host")
         if isinstance(chosen, str) and chosen:
             return chosen

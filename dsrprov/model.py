@@ -283,11 +283,14 @@ def director_model(
     groups: Mapping[str, Any],
     hostvars: Mapping[str, Any],
     realserver_groups: Iterable[str] = DEFAULT_REALSERVER_GROUPS,
+    allow_empty: bool = False,
 ) -> list[dict[str, Any]]:
     """Every service, normalised, with ``real_servers``: ``[{name, address, weight}]``.
 
     A real server of a service is a host of ``realserver_groups`` whose
-    ``dsr_vips`` holds the service's VIP."""
+    ``dsr_vips`` holds the service's VIP. A service that no real server
+    holds is an error (most often a mistyped VIP), unless ``allow_empty``:
+    then it has no real servers, as while the last one is taken out."""
     model = check_services(services)
     hosts = realserver_hosts(groups, realserver_groups)
     held: dict[str, list[str]] = {}
@@ -317,7 +320,7 @@ def director_model(
                     "weight": _int(1 if weight is None else weight, f"real server {host}: dsr_weight", 0, 65535),
                 }
             )
-        if not servers:
+        if not servers and not allow_empty:
             raise ModelError(
                 f"service {svc['name']}: no real server holds its VIP {svc['vip']} "
                 f"(no host of {', '.join(realserver_groups)} has it in dsr_vips)"
@@ -499,10 +502,14 @@ def check_director(
 
 
 def _filter_model(
-    services: Any, groups: Any, hostvars: Any, realserver_groups: Any = DEFAULT_REALSERVER_GROUPS
+    services: Any,
+    groups: Any,
+    hostvars: Any,
+    realserver_groups: Any = DEFAULT_REALSERVER_GROUPS,
+    allow_empty: bool = False,
 ) -> list[dict[str, Any]]:
     try:
-        return director_model(services, groups, hostvars, list(realserver_groups))
+        return director_model(services, groups, hostvars, list(realserver_groups), allow_empty)
     except ModelError as exc:
         from ansible.errors import AnsibleFilterError
 
@@ -510,10 +517,14 @@ def _filter_model(
 
 
 def _filter_model_problem(
-    services: Any, groups: Any, hostvars: Any, realserver_groups: Any = DEFAULT_REALSERVER_GROUPS
+    services: Any,
+    groups: Any,
+    hostvars: Any,
+    realserver_groups: Any = DEFAULT_REALSERVER_GROUPS,
+    allow_empty: bool = False,
 ) -> str:
     try:
-        director_model(services, groups, hostvars, list(realserver_groups))
+        director_model(services, groups, hostvars, list(realserver_groups), allow_empty)
     except ModelError as exc:
         return f"dsrprov: {exc}"
     return ""

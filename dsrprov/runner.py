@@ -93,6 +93,7 @@ def run_playbook(
     winrm_password: str | None = None,
     progress: Callable[[str], None] | None = None,
     log: IO[str] | None = None,
+    extra_vars: dict[str, object] | None = None,
 ) -> dict[str, HostRun]:
     """Run site.yml for ``hosts`` only; return each host's outcome."""
     root = project_root()
@@ -111,7 +112,7 @@ def run_playbook(
     if absent:
         cmd += ["-e", "dsr_state=absent"]
     # Extra vars, not --private-key/--user: inventory variables would win over those.
-    extra: dict[str, str] = {}
+    extra: dict[str, object] = dict(extra_vars or {})
     if private_key:
         extra["ansible_ssh_private_key_file"] = str(private_key)
     if user:

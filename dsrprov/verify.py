@@ -275,6 +275,8 @@ def neighbour_check(
                 problems.append(f"{', '.join(strangers)} answers {kind} for {vip}, not the director")
             elif others:
                 notes.append(f"{vip}: only the director answers")
+            elif vantage in director_macs.values():
+                notes.append(f"{vip}: no other host answers (probed from the director, which holds it)")
             else:
                 notes.append(f"{vip}: no answer (the director does not hold it yet)")
         else:

@@ -173,6 +173,16 @@ def test_enroll_changes_and_verifies_with_failures_isolated(lab: labmod.Lab, inv
     assert [line for line in proc.stderr.splitlines() if line.startswith(f"dsrprov: {unused}: unreachable")]
     assert "task: Put the VIPs on the loopback" in proc.stderr
     assert not Inventory(inv).has_host(unused)
+    # Verified hosts join the director's pool; the unreachable one does not.
+    assert "dsrprov: updating the directors: director" in proc.stderr
+    pool = ipvs_pool(lab, vip)
+    assert pool == {lab.host("rs1").ip, lab.host("rs2").ip}, pool
+
+
+def ipvs_pool(lab: labmod.Lab, vip: str) -> set[str]:
+    """The real servers of the director's IPVS service VIP:80."""
+    table = labmod.lab_exec(lab.host("director"), "ipvsadm", "-Ln", "-t", f"{vip}:80", check=False)
+    return set(re.findall(r"->\s+([\d.]+):80\s+Route", table))
 
 
 def test_enroll_again_changes_nothing(inv: Path, vip: str) -> None:
@@ -204,7 +214,8 @@ def test_status(inv: Path, vip: str) -> None:
 def test_verify_and_its_arp_probe_catches_a_real_server_answering(lab: labmod.Lab, inv: Path, vip: str) -> None:
     proc = run("verify", inventory=inv)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "no director in the inventory: checked only that no real server answers" in proc.stdout
+    # The lab has a director (a VM): from the client, only its MAC answers.
+    assert f"arp/nd probe from client: {vip}: only the director answers" in proc.stdout
     # Break rs2 behind the roles' back: it now answers ARP for the VIP on its lo.
     rs2 = lab.host("rs2")
     labmod.lab_exec(rs2, "sysctl", "-q", "-w", "net.ipv4.conf.all.arp_ignore=0", "net.ipv4.conf.eth0.arp_ignore=0")
@@ -249,9 +260,18 @@ def test_password_never_appears_in_output_or_logs(lab: labmod.Lab, inv: Path, vi
 
 
 def test_unenroll_leaves_nothing(lab: labmod.Lab, inv: Path, vip: str) -> None:
-    proc = run("unenroll", "rs1", "rs2", inventory=inv)
+    # One host first: the director drains it before it is unconfigured, and
+    # the other keeps serving the VIP throughout.
+    one = run("unenroll", "rs1", inventory=inv)
+    assert one.returncode == 0, one.stdout + one.stderr
+    err = one.stderr
+    assert err.index("updating the directors") < err.index("running the roles on rs1"), err
+    assert ipvs_pool(lab, vip) == {lab.host("rs2").ip}
+    proc = run("unenroll", "rs2", inventory=inv)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert re.search(r"rs1\s+ok\s+removed", proc.stdout), proc.stdout
+    assert "service web has no real server left" in proc.stderr
+    assert ipvs_pool(lab, vip) == set()
+    assert re.search(r"rs1\s+ok\s+removed", one.stdout), one.stdout
     for host in ("rs1", "rs2"):
         assert not [a for a in lo_addresses(lab, host) if a.startswith(vip)]
         h = lab.host(host)
