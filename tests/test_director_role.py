@@ -514,3 +514,21 @@ def test_ansible_lint_production(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.skipif(KEEPALIVED is None, reason=NO_KEEPALIVED)
+def test_an_empty_service_is_left_out_of_ipvs_and_the_config_still_passes(tmp_path: Path) -> None:
+    # A service nobody holds, allowed as while its last real server leaves.
+    empty = {"name": "mail", "vip": "10.0.0.250", "port": 25}
+    text = _render(
+        tmp_path,
+        "empty.conf",
+        {"dsr_services": [*SERVICES, empty], "dsr_director_allow_empty_services": True},
+    )
+    assert "# service mail: no real server holds 10.0.0.250" in text
+    assert "virtual_server 10.0.0.250 25" not in text
+    assert "virtual_server 10.0.0.200 80" in text
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(text.replace("dev eth0", f"dev {_local_interface()}"))
+    proc = _keepalived_test(conf)
+    assert proc.returncode == 0, proc.stderr

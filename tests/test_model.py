@@ -174,6 +174,14 @@ def test_vip_no_real_server_holds() -> None:
     )
 
 
+def test_an_empty_service_is_allowed_only_when_asked() -> None:
+    # As while the last real server of a service is being unenrolled.
+    (svc,) = model.director_model(
+        [{"name": "mail", "vip": "10.0.0.250", "port": 25}], GROUPS, hostvars(), allow_empty=True
+    )
+    assert svc["name"] == "mail" and svc["real_servers"] == []
+
+
 def test_real_server_without_real_address() -> None:
     hv = hostvars()
     del hv["rs2"]["ansible_host"]
