@@ -1,0 +1,1 @@
+../../../dsrprov/kemp.py

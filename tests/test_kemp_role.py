@@ -1,0 +1,352 @@
+"""Role dsr_loadmaster_kemp through ansible-playbook site.yml, against the Kemp
+API SIMULATOR (tests/kemp_simulator.py) and, when DSRPROV_KEMP_HOST is set, a
+real LoadMaster (docs/kemp.md, "Testing against a real LoadMaster").
+
+Every assertion reads the LoadMaster back through its API (dsrprov.kemp), so
+the same tests run against both."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dsrprov import kemp
+from tests.conftest import run_playbook
+from tests.kemp_simulator import KempApiSimulator, SimPki, make_pki
+
+
+@dataclass
+class Lm:
+    """One LoadMaster under test: where, how to log in, and which addresses to use."""
+
+    kind: str
+    address: str
+    auth: dict[str, str]  # inventory variables: api key or user/password
+    tls: dict[str, str]  # inventory variables: ca_file and/or fingerprint
+    vip: str
+    rs: list[str]
+    sim: KempApiSimulator | None = None
+    secrets: list[str] = field(default_factory=list)
+
+    def client(self) -> kemp.Client:
+        return kemp.Client(
+            self.address,
+            api_key=self.auth.get("dsr_loadmaster_kemp_api_key"),
+            user=self.auth.get("dsr_loadmaster_kemp_user"),
+            password=self.auth.get("dsr_loadmaster_kemp_password"),
+            ca_file=self.tls.get("dsr_loadmaster_kemp_ca_file"),
+            fingerprint=self.tls.get("dsr_loadmaster_kemp_fingerprint"),
+        )
+
+    def vs(self, port: int = 80) -> dict[str, Any] | None:
+        return self.client().find_vs(self.vip, port, "tcp")
+
+    def writes(self) -> list[str]:
+        """Write commands seen so far (simulator only; [] means unknown on a real LoadMaster)."""
+        return self.sim.commands() if self.sim else []
+
+
+REAL = os.environ.get("DSRPROV_KEMP_HOST")
+NO_REAL = (
+    "no real LoadMaster: set DSRPROV_KEMP_HOST, DSRPROV_KEMP_API_KEY (or _USER/_PASSWORD), "
+    "DSRPROV_KEMP_CA or DSRPROV_KEMP_FINGERPRINT, DSRPROV_KEMP_TEST_VIP, DSRPROV_KEMP_TEST_RS (docs/kemp.md)"
+)
+BACKENDS = ["simulator", pytest.param("real", marks=pytest.mark.skipif(not REAL, reason=NO_REAL))]
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> SimPki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def other_pki(tmp_path_factory: pytest.TempPathFactory) -> SimPki:
+    """Another CA and certificate: what an impostor would present."""
+    return make_pki(tmp_path_factory.mktemp("other-pki"), "Impostor")
+
+
+@pytest.fixture(params=BACKENDS)
+def lm(request: pytest.FixtureRequest, pki: SimPki) -> Iterator[Lm]:
+    if request.param == "simulator":
+        sim = KempApiSimulator(pki).start()
+        yield Lm(
+            "simulator",
+            sim.address,
+            {"dsr_loadmaster_kemp_api_key": sim.api_key},
+            {"dsr_loadmaster_kemp_fingerprint": pki.fingerprint},
+            "10.250.0.200",
+            ["10.250.0.11", "10.250.0.12"],
+            sim,
+            [sim.api_key, sim.password],
+        )
+        sim.stop()
+        return
+    env = os.environ
+    auth = (
+        {"dsr_loadmaster_kemp_api_key": env["DSRPROV_KEMP_API_KEY"]}
+        if env.get("DSRPROV_KEMP_API_KEY")
+        else {"dsr_loadmaster_kemp_user": env.get("DSRPROV_KEMP_USER", "bal"),
+              "dsr_loadmaster_kemp_password": env["DSRPROV_KEMP_PASSWORD"]}
+    )  # fmt: skip
+    tls = {}
+    if env.get("DSRPROV_KEMP_CA"):
+        tls["dsr_loadmaster_kemp_ca_file"] = env["DSRPROV_KEMP_CA"]
+    if env.get("DSRPROV_KEMP_FINGERPRINT"):
+        tls["dsr_loadmaster_kemp_fingerprint"] = env["DSRPROV_KEMP_FINGERPRINT"]
+    rs = [a.strip() for a in env["DSRPROV_KEMP_TEST_RS"].split(",")]
+    real = Lm("real", env["DSRPROV_KEMP_HOST"], auth, tls, env["DSRPROV_KEMP_TEST_VIP"], rs[:2],
+              secrets=[v for k, v in auth.items() if k != "dsr_loadmaster_kemp_user"])  # fmt: skip
+    yield real
+    # Leave nothing behind on the real LoadMaster.
+    client = real.client()
+    if client.find_vs(real.vip, 80, "tcp"):
+        client.del_vs(real.vip, 80, "tcp")
+
+
+def write_inventory(
+    path: Path, lm: Lm, hosts: list[str], *, lm_vars: dict[str, Any] | None = None, lb_algo: str = "rr"
+) -> Path:
+    """A throw-away inventory: real servers rs1.. (never contacted: --limit lm1) and lm1."""
+    rs_hosts = {f"rs{i + 1}": {"ansible_host": lm.rs[i], "dsr_vips": [lm.vip]} for i in range(len(lm.rs))}
+    inv = {
+        "all": {
+            "vars": {
+                "dsr_services": [{"name": "web", "vip": lm.vip, "port": 80, "protocol": "tcp", "lb_algo": lb_algo}]
+            },
+            "children": {
+                "dsr_realservers_linux": {"hosts": {h: v for h, v in rs_hosts.items() if h in hosts}},
+                "dsr_loadmasters": {
+                    "hosts": {
+                        "lm1": {
+                            "ansible_host": lm.address,
+                            "dsr_loadmaster_kemp_drain_seconds": 1,
+                            **lm.auth,
+                            **lm.tls,
+                            **(lm_vars or {}),
+                        }
+                    }
+                },
+            },
+        }
+    }
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "hosts.yml").write_text(yaml.safe_dump(inv, sort_keys=False))
+    return path / "hosts.yml"
+
+
+def play(inventory: Path, *args: str) -> tuple[int, str]:
+    proc = run_playbook("site.yml", "--limit", "lm1", *args, inventory=inventory)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def recap(out: str) -> dict[str, int]:
+    m = re.search(r"lm1\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", out)
+    assert m, out
+    return dict(zip(("ok", "changed", "unreachable", "failed"), map(int, m.groups()), strict=True))
+
+
+def rs_view(vs: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
+    return {r["Addr"]: (r["Forward"], r["Weight"], r["Enable"]) for r in kemp.real_servers(vs)}
+
+
+def test_create_then_rerun_changes_nothing(lm: Lm, tmp_path: Path) -> None:
+    inv = write_inventory(tmp_path, lm, ["rs1"])
+    code, out = play(inv, "--diff")
+    assert code == 0, out
+    assert recap(out)["changed"] == 1
+    vs = lm.vs()
+    assert vs is not None and kemp.force_l4(vs), vs
+    assert vs["Enable"] == "Y" and vs["Schedule"] == "rr" and vs["NickName"] == "web"
+    assert rs_view(vs) == {lm.rs[0]: ("route", "1", "Y")}
+    # --diff shows the settings that matter, before and after.
+    assert f"-virtual service web ({lm.vip}:80/tcp): absent" in out
+    assert f"+  real server {lm.rs[0]}:80: Forward=route Weight=1 Enable=Y" in out
+    if lm.sim:
+        assert lm.writes() == ["addvs", "modvs", "addrs"]
+    before = lm.writes()
+    code, out = play(inv, "--diff")
+    assert code == 0, out
+    assert recap(out)["changed"] == 0
+    assert lm.writes() == before
+
+
+def test_check_mode_reads_and_writes_nothing(lm: Lm, tmp_path: Path) -> None:
+    inv = write_inventory(tmp_path, lm, ["rs1", "rs2"])
+    code, out = play(inv, "--check", "--diff")
+    assert code == 0, out
+    assert recap(out)["changed"] == 1
+    assert lm.vs() is None
+    assert lm.writes() == []
+    assert f"+  real server {lm.rs[1]}:80: Forward=route Weight=1 Enable=Y" in out
+
+
+def test_second_server_added_then_one_drained_and_removed(lm: Lm, tmp_path: Path) -> None:
+    inv = write_inventory(tmp_path, lm, ["rs1"])
+    assert play(inv)[0] == 0
+    inv = write_inventory(tmp_path, lm, ["rs1", "rs2"])
+    start = len(lm.writes())
+    code, out = play(inv)
+    assert code == 0 and recap(out)["changed"] == 1, out
+    vs = lm.vs()
+    assert vs is not None
+    assert rs_view(vs) == {lm.rs[0]: ("route", "1", "Y"), lm.rs[1]: ("route", "1", "Y")}
+    if lm.sim:
+        assert lm.writes()[start:] == ["addrs"]
+    # rs1 leaves the inventory: drained (disabled) first, deleted a drain time later.
+    inv = write_inventory(tmp_path, lm, ["rs2"])
+    start = len(lm.writes())
+    t0 = time.monotonic()
+    code, out = play(inv, "--diff")
+    assert code == 0 and recap(out)["changed"] == 1, out
+    assert time.monotonic() - t0 >= 1
+    vs = lm.vs()
+    assert vs is not None and rs_view(vs) == {lm.rs[1]: ("route", "1", "Y")}
+    if lm.sim:
+        log = [(c, p) for c, p in lm.sim.log if c in ("modrs", "delrs")][-2:]
+        assert [c for c, _ in log] == ["modrs", "delrs"] and log[0][1]["enable"] == "N", log
+        assert log[0][1]["rs"] == log[1][1]["rs"] == lm.rs[0]
+        assert lm.writes()[start:] == ["modrs", "delrs"]
+    assert play(inv)[1].count("changed=0") == 1
+
+
+def test_absent_drains_and_removes_everything(lm: Lm, tmp_path: Path) -> None:
+    inv = write_inventory(tmp_path, lm, ["rs1", "rs2"])
+    assert play(inv)[0] == 0
+    code, out = play(inv, "-e", "dsr_state=absent", "--check")
+    assert code == 0 and recap(out)["changed"] == 1 and lm.vs() is not None, out
+    code, out = play(inv, "-e", "dsr_state=absent")
+    assert code == 0 and recap(out)["changed"] == 1, out
+    assert lm.vs() is None
+    if lm.sim:
+        assert lm.writes()[-5:] == ["modrs", "modrs", "delrs", "delrs", "delvs"]
+    code, out = play(inv, "-e", "dsr_state=absent")
+    assert code == 0 and recap(out)["changed"] == 0, out
+
+
+def test_weight_and_reenable_follow_the_inventory(lm: Lm, tmp_path: Path) -> None:
+    inv = write_inventory(tmp_path, lm, ["rs1"])
+    assert play(inv)[0] == 0
+    client = lm.client()
+    client.mod_rs(lm.vip, 80, "tcp", lm.rs[0], 80, enable="N", weight=7, forward="nat")  # drift behind our back
+    code, out = play(inv, "--diff")
+    assert code == 0 and recap(out)["changed"] == 1, out
+    vs = lm.vs()
+    assert vs is not None and rs_view(vs) == {lm.rs[0]: ("route", "1", "Y")}
+
+
+def test_l7_setting_is_refused_with_a_clear_message(lm: Lm, tmp_path: Path) -> None:
+    inv = write_inventory(tmp_path, lm, ["rs1"])
+    assert play(inv)[0] == 0
+    # Someone turned the service into a layer 7 one with cookie persistence.
+    lm.client().mod_vs(lm.vip, 80, "tcp", ForceL7="Y", persist="cookie")
+    before = lm.writes()
+    code, out = play(inv)
+    assert code != 0 and recap(out)["failed"] == 1
+    assert f"virtual service web ({lm.vip}:80/tcp) on LoadMaster {lm.address} uses persistence 'cookie'" in out
+    assert "which Direct Server Return cannot honour" in out
+    assert lm.writes() == before  # refused before any change
+
+
+def test_ssl_offload_and_content_rules_are_refused(lm: Lm, tmp_path: Path) -> None:
+    if lm.sim is None:
+        pytest.skip("needs a certificate and rules on the LoadMaster; the simulator sets them directly")
+    inv = write_inventory(tmp_path, lm, ["rs1"])
+    assert play(inv)[0] == 0
+    vs = lm.sim.find(lm.vip, 80)
+    assert vs is not None
+    vs.settings.update(sslacceleration="Y", forcel7="Y", forcel4="N")
+    vs.extra["RequestRules"] = ["to-app2"]
+    before = lm.writes()
+    code, out = play(inv, "--check")
+    assert code != 0
+    assert "SSL acceleration (offload) (SSLAcceleration=Y)" in out and "content rules on requests" in out
+    assert lm.writes() == before
+
+
+def test_wrong_credentials_refused_and_never_shown(lm: Lm, tmp_path: Path) -> None:
+    wrong = "not-the-key-5b1d"
+    inv = write_inventory(tmp_path, lm, ["rs1"], lm_vars={"dsr_loadmaster_kemp_api_key": wrong})
+    code, out = play(inv, "-vvv", "--diff")
+    assert code != 0
+    assert "access denied (HTTP 401): wrong API key or user/password" in out
+    assert wrong not in out
+    assert lm.vs() is None
+    code, out = play(write_inventory(tmp_path, lm, ["rs1"]), "-vvv", "--diff")
+    assert code == 0, out
+    for secret in lm.secrets:
+        assert secret not in out
+
+
+def test_unknown_certificate_refused(lm: Lm, tmp_path: Path, other_pki: SimPki) -> None:
+    cases = [
+        ({"dsr_loadmaster_kemp_fingerprint": other_pki.fingerprint}, "certificate fingerprint mismatch"),
+        ({"dsr_loadmaster_kemp_ca_file": str(other_pki.ca_file), "dsr_loadmaster_kemp_fingerprint": ""},
+         "certificate not trusted"),
+        ({"dsr_loadmaster_kemp_fingerprint": ""}, "certificate not trusted"),  # system trust store
+    ]  # fmt: skip
+    for lm_vars, reason in cases:
+        inv = write_inventory(tmp_path, lm, ["rs1"], lm_vars=lm_vars)
+        code, out = play(inv)
+        assert code != 0, lm_vars
+        assert reason in out, out
+    if lm.sim:
+        assert lm.sim.log == []  # nothing, not even a read, reached the server with the wrong certificate
+    assert lm.vs() is None
+
+
+def test_ca_file_and_basic_auth(lm: Lm, tmp_path: Path, pki: SimPki) -> None:
+    if lm.sim is None:
+        pytest.skip("the real LoadMaster runs use the credentials and TLS settings from the environment")
+    lm_vars = {
+        "dsr_loadmaster_kemp_api_key": "",
+        "dsr_loadmaster_kemp_user": lm.sim.user,
+        "dsr_loadmaster_kemp_password": lm.sim.password,
+        "dsr_loadmaster_kemp_ca_file": str(pki.ca_file),
+        "dsr_loadmaster_kemp_fingerprint": "",
+    }
+    code, out = play(write_inventory(tmp_path, lm, ["rs1"], lm_vars=lm_vars), "-v")
+    assert code == 0 and recap(out)["changed"] == 1, out
+    assert lm.sim.password not in out
+
+
+def test_legacy_firmware_forces_layer4_with_forcel7(pki: SimPki, tmp_path: Path) -> None:
+    sim = KempApiSimulator(pki, firmware="legacy").start()
+    try:
+        lm = Lm("simulator", sim.address, {"dsr_loadmaster_kemp_api_key": sim.api_key},
+                {"dsr_loadmaster_kemp_fingerprint": pki.fingerprint}, "10.250.0.200", ["10.250.0.11"], sim)  # fmt: skip
+        inv = write_inventory(tmp_path, lm, ["rs1"])
+        code, out = play(inv)
+        assert code == 0, out
+        vs = lm.vs()
+        assert vs is not None and "ForceL4" not in vs and vs["ForceL7"] == "N"
+        assert [p.get("forcel7") for c, p in sim.log if c == "modvs"] == ["N"]
+        assert recap(play(inv)[1])["changed"] == 0
+        # Asking this firmware for ForceL4 fails with the API's own answer, before any real server is added.
+        sim.vs.clear()
+        inv = write_inventory(tmp_path, lm, ["rs1"], lm_vars={"dsr_loadmaster_kemp_force_parameter": "ForceL4"})
+        code, out = play(inv)
+        assert code != 0 and "modvs failed (400): Unknown parameter: forcel4" in out
+    finally:
+        sim.stop()
+
+
+def test_bad_settings_refused_before_contact(lm: Lm, tmp_path: Path) -> None:
+    cases = [
+        ({"dsr_loadmaster_kemp_services": ["nope"]}, "names services that dsr_services does not have: nope"),
+        ({"dsr_loadmaster_kemp_api_key": ""}, "no credentials for LoadMaster lm1"),
+        ({"dsr_loadmaster_kemp_fingerprint": "12:34"}, "is not a SHA-256 fingerprint"),
+    ]
+    for lm_vars, reason in cases:
+        code, out = play(write_inventory(tmp_path, lm, ["rs1"], lm_vars=lm_vars))
+        assert code != 0 and reason in out, out
+    code, out = play(write_inventory(tmp_path, lm, ["rs1"], lb_algo="mh"))
+    assert code != 0 and "lb_algo 'mh' has no LoadMaster equivalent" in out, out
+    assert lm.writes() == []
