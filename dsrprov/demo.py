@@ -14,6 +14,7 @@ import time
 from collections import Counter
 
 from dsrprov import lab as labmod
+from dsrprov.inventory import Inventory
 from dsrprov.labproof import Roles, arp_replies, path_report
 from dsrprov.paths import project_root
 
@@ -32,13 +33,6 @@ def run_site(inventory: str) -> tuple[str, float]:
         sys.stderr.write(proc.stdout + proc.stderr)
         raise labmod.LabError("site.yml failed on the lab (output above)")
     return proc.stdout[proc.stdout.rfind("PLAY RECAP") :].strip(), elapsed
-
-
-def service_vips(realserver: labmod.LabHost) -> list[str]:
-    lo = labmod.lab_exec(realserver, "ip", "-o", "addr", "show", "dev", "lo")
-    return [
-        m.group(1) for m in re.finditer(r"inet6? (\S+)/\d+ scope \w+", lo) if m.group(1) not in ("127.0.0.1", "::1")
-    ]
 
 
 def main() -> int:
@@ -77,7 +71,8 @@ def main() -> int:
     print(f"\n== director ({roles.director.name}, a QEMU VM: keepalived driving IPVS)")
     print("  " + labmod.lab_exec(roles.director, "ipvsadm", "-Ln").strip().replace("\n", "\n  "))
 
-    vip = next(v for v in service_vips(roles.realservers[0]) if ":" not in v)
+    services = Inventory(project_root() / "inventories" / "lab" / "hosts.yml").services()
+    vip = next(str(s["vip"]) for s in services if ":" not in str(s["vip"]))
     replies = arp_replies(roles.client, vip)
     print(
         f"\n== ARP: who-has {vip}, asked by {roles.client.name}: answered by "
