@@ -138,3 +138,39 @@ def test_a_changed_vip_list_adds_and_removes_only_the_difference(configured: lab
     unit = labmod.lab_exec(host, "cat", "/etc/systemd/system/dsrprov-loopback-vips.service")
     assert "10.250.0.201" not in lo and "10.250.0.201" not in unit
     assert "10.250.0.200/32" in lo
+
+
+def test_a_hardening_file_with_the_same_values_coexists_without_a_change_loop(configured: labmod.Lab) -> None:
+    host = configured.host(HOST)
+    # As dev-sec's os_hardening writes it: same keys, same (or stricter) values, applied after ours.
+    labmod.lab_exec(
+        host, "sh", "-c",
+        "printf 'net.ipv4.conf.all.arp_ignore = 2\\nnet.ipv4.conf.all.arp_announce = 2\\n'"
+        " > /etc/sysctl.d/99-hardening.conf && sysctl -q -p /etc/sysctl.d/99-hardening.conf",
+    )  # fmt: skip
+    try:
+        proc = run_playbook("site.yml", "--limit", HOST)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "would weaken" not in proc.stdout + proc.stderr
+        assert apply()["changed"] == 0
+    finally:
+        labmod.lab_exec(host, "rm", "-f", "/etc/sysctl.d/99-hardening.conf")
+        labmod.lab_exec(host, "sysctl", "-q", "-w", "net.ipv4.conf.all.arp_ignore=1")
+
+
+def test_a_multi_homed_host_gets_a_warning(configured: labmod.Lab) -> None:
+    host = configured.host(HOST)
+    labmod.lab_exec(
+        host, "sh", "-c", "ip link add dsrtest0 type dummy && ip addr add 192.0.2.1/24 dev dsrtest0"
+    )  # fmt: skip
+    try:
+        proc = run_playbook("site.yml", "--limit", HOST)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out
+        assert "this host has IPv4 addresses on several interfaces (dsrtest0, eth0)" in out, out
+    finally:
+        labmod.lab_exec(host, "ip", "link", "del", "dsrtest0")
+    # Without the extra interface, no warning, and its key leaves the file.
+    proc = run_playbook("site.yml", "--limit", HOST)
+    assert "several interfaces" not in proc.stdout + proc.stderr
+    assert "dsrtest0" not in labmod.lab_exec(host, "cat", "/etc/sysctl.d/90-dsrprov-arp.conf")

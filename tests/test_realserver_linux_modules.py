@@ -74,3 +74,10 @@ def test_sysctl_file_keeps_the_original_values_for_absent() -> None:
     assert "net.ipv4.conf.all.arp_ignore = 1\n" in text
     assert sysctls.parse_originals(text) == {"net.ipv4.conf.all.arp_ignore": "0"}
     assert sysctls.parse_originals(None) == {}
+
+
+def test_a_stricter_live_value_is_left_alone() -> None:
+    assert sysctls.strict_enough("2", "1")
+    assert sysctls.strict_enough("1", "1")
+    assert not sysctls.strict_enough("0", "1")
+    assert not sysctls.strict_enough(None, "1")

@@ -65,6 +65,16 @@ def read_live(key):
         return None
 
 
+def strict_enough(live, wanted):
+    """A live value at least as strict as ours is left alone: for both keys
+    a larger value is stricter (e.g. arp_ignore=2 from a hardening role), and
+    rewriting it would fight that role on every run."""
+    try:
+        return int(live) >= int(wanted)
+    except (TypeError, ValueError):
+        return False
+
+
 def parse_originals(text):
     originals = {}
     for line in (text or "").splitlines():
@@ -118,7 +128,7 @@ def main():
                 originals[key] = read_live(key)
         originals = {k: v for k, v in originals.items() if k in values}
         new_text = render(values, originals)
-        live_changes = {k: v for k, v in values.items() if read_live(k) != v}
+        live_changes = {k: v for k, v in values.items() if not strict_enough(read_live(k), v)}
     else:
         new_text = None
         live_changes = {k: v for k, v in originals.items()
