@@ -114,6 +114,11 @@ def _enroll(args: argparse.Namespace) -> int:
     for r in requests:
         if not r.vips:
             raise UsageError("no VIP given: use --vip (or VIPs after the host in --hosts-file)", r.host)
+    if args.port is not None:
+        from dsrprov import loadmaster
+        from dsrprov.inventory import Inventory
+
+        loadmaster.check_port(Inventory(_inventory(args)), [v for r in requests for v in r.vips], args.port)
     with _log(args) as log:
         reports = enroll.enroll(
             _inventory(args),
@@ -124,6 +129,7 @@ def _enroll(args: argparse.Namespace) -> int:
             parallel=args.parallel,
             progress=_progress(args, log),
             log=log,
+            loadmasters=args.loadmaster,
         )
         code = worst([r.exit_code for r in reports])
         if args.json:
@@ -154,23 +160,37 @@ def _unenroll(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from dsrprov import hostcheck, report
+    from dsrprov import hostcheck, loadmaster, report
     from dsrprov.inventory import Inventory
 
+    inv = Inventory(_inventory(args))
     reports = hostcheck.collect(
-        Inventory(_inventory(args)),
+        inv,
         list(args.hosts),
         _opts(args),
         parallel=args.parallel,
         arp=False,
     )
+    # What the LoadMasters say about each real server (enabled, forwarding, weight).
+    lm_rows, lm_errors = loadmaster.read(inv, loadmaster.select(inv, None), args.timeout)
+    for r in reports:
+        mine = [row for row in lm_rows if row["host"] == r.host]
+        if mine:
+            r.state["loadmaster"] = mine
     # status reports what is there; only reading can fail.
-    code = worst([r.exit_code for r in reports])
+    code = worst([r.exit_code for r in reports] + [EXIT_UNREACHABLE for _ in lm_errors])
     if args.json:
         print(report.as_json(reports, code))
     elif reports:
         print(report.status_table(reports))
+    if lm_rows and not args.json:
+        shown = [row for row in lm_rows if not args.hosts or row["host"] in {r.host for r in reports}]
+        if shown:
+            print()
+            print(loadmaster.table(shown))
     _emit_errors(reports)
+    for name, reason in lm_errors.items():
+        print(f"dsrprov: {name}: {reason}", file=sys.stderr)
     return code
 
 
@@ -253,6 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--address", help="the host's address (written as ansible_host)")
     p.add_argument("--hosts-file", metavar="FILE", help="hosts to enroll, one a line: HOST [VIP ...]")
+    p.add_argument(
+        "--port", type=int, metavar="PORT", help="the service port: refused unless dsr_services has VIP:PORT"
+    )
+    p.add_argument(
+        "--loadmaster",
+        action="append",
+        metavar="NAME",
+        help="register at this Kemp LoadMaster (group dsr_loadmasters; default: all of them) after verification",
+    )
     p.add_argument("--check", action="store_true", help="show what would change; change nothing")
     p.add_argument("--log", metavar="FILE", help="append the full playbook output here")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from dsrprov import hostcheck
+from dsrprov import hostcheck, loadmaster
 from dsrprov.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, DsrError, UsageError
 from dsrprov.facts_linux import LinuxFacts
 from dsrprov.inventory import OS_GROUPS, Host, Inventory, is_ip, locked
@@ -162,8 +162,11 @@ def enroll(
     parallel: int = 8,
     progress: Progress,
     log: IO[str] | None = None,
+    loadmasters: list[str] | None = None,
 ) -> list[HostReport]:
     inv = Inventory(inventory)
+    # The Kemp LoadMasters are directors too: updated with them, after verification.
+    lms = loadmaster.select(inv, loadmasters)
     names = [r.host for r in requests]
     if len(set(names)) != len(names):
         raise UsageError("a host is given more than once")
@@ -201,7 +204,7 @@ def enroll(
                     progress(f"    {line}")
             with _check_inventory(inv) as tmp:
                 runs = _run(tmp, ready, opts, check=True, parallel=parallel, progress=progress, log=log)
-                _update_directors(tmp, inv.directors(), check=True, progress=progress, log=log)
+                _update_directors(tmp, inv.directors() + lms, check=True, progress=progress, log=log)
             _apply_run({p.name: p.report for p in ready}, runs, check=True)
             return [p.report for p in plans]
         if inventory_changed:
@@ -227,7 +230,7 @@ def enroll(
     # The directors learn their real servers from the inventory; they are
     # updated once the hosts are configured and verified.
     in_pool = [p for p in ready if p.report.exit_code == EXIT_OK]
-    directors = Inventory(inventory).directors()
+    directors = Inventory(inventory).directors() + lms
     if in_pool and directors:
         problem = _update_directors(inventory, directors, check=False, progress=progress, log=log)
         for p in in_pool:
@@ -235,6 +238,12 @@ def enroll(
                 p.report.fail(EXIT_FAILED, f"configured and verified, but the directors were not updated: {problem}")
             else:
                 p.report.checks.append(Check("in the directors' pool", True, ", ".join(directors)))
+        if lms and not problem:
+            registered = loadmaster.registered(Inventory(inventory), lms, [p.name for p in in_pool])
+            for p in in_pool:
+                p.report.checks.append(registered[p.name])
+                if registered[p.name].ok is False:
+                    p.report.fail(EXIT_FAILED, f"not registered at the LoadMaster: {registered[p.name].detail}")
     return [p.report for p in plans]
 
 
@@ -292,7 +301,7 @@ def _update_directors(
     # site.yml, where an empty service is most often a mistyped VIP.
     runs = run_playbook(
         inventory, hosts, check=check, progress=progress, log=log,
-        extra_vars={"dsr_director_allow_empty_services": True},
+        extra_vars={"dsr_director_allow_empty_services": True, "dsr_loadmaster_kemp_allow_empty_services": True},
     )  # fmt: skip
     failed = [f"{h}: {r.error or 'failed'}" for h, r in runs.items() if r.failed or r.unreachable or not r.in_recap]
     missing = [h for h in hosts if h not in runs]
@@ -338,7 +347,7 @@ def unenroll(
             inv.remove_realserver(p.name)
         inv.save()
         progress(f"dsrprov: inventory {inv.path} updated")
-    directors = inv.directors()
+    directors = inv.directors() + loadmaster.select(inv, None)  # LoadMasters drain (disable, wait) and delete
     problem = _update_directors(inv.path, directors, check=False, progress=progress, log=log)
     if problem:
         for p in plans:

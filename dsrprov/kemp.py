@@ -486,9 +486,11 @@ class Reconciler:
 
     def _present(
         self, svc: dict[str, Any], vs: dict[str, Any] | None, leaving: list[tuple[dict[str, Any], dict[str, Any]]]
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | None:
         """Queue the changes for one service; return the Virtual Service as it should be after them."""
         vip, port, prot = svc["vip"], svc["port"], svc["protocol"]
+        if vs is None and not svc.get("real_servers"):
+            return None  # no real server yet: no Virtual Service to create (an existing one stays)
         want_vs = {"NickName": svc["name"], "Enable": "Y", "Schedule": SCHEDULES[svc.get("lb_algo", "wlc")]}
         if vs is None:
             self._do(
