@@ -161,7 +161,7 @@ def test_a_hardening_file_with_the_same_values_coexists_without_a_change_loop(co
 def test_a_multi_homed_host_gets_a_warning(configured: labmod.Lab) -> None:
     host = configured.host(HOST)
     labmod.lab_exec(
-        host, "sh", "-c", "ip link add dsrtest0 type dummy && ip addr add 192.0.2.1/24 dev dsrtest0"
+        host, "sh", "-c", "ip link add dsrtest0 type veth peer name dsrtest1 && ip addr add 192.0.2.1/24 dev dsrtest0"
     )  # fmt: skip
     try:
         proc = run_playbook("site.yml", "--limit", HOST)
@@ -173,4 +173,13 @@ def test_a_multi_homed_host_gets_a_warning(configured: labmod.Lab) -> None:
     # Without the extra interface, no warning, and its key leaves the file.
     proc = run_playbook("site.yml", "--limit", HOST)
     assert "several interfaces" not in proc.stdout + proc.stderr
-    assert "dsrtest0" not in labmod.lab_exec(host, "cat", "/etc/sysctl.d/90-dsrprov-arp.conf")
+    assert "dsrtest" not in labmod.lab_exec(host, "cat", "/etc/sysctl.d/90-dsrprov-arp.conf")
+
+
+def test_absent_removes_the_inventorys_vips_even_when_the_record_is_lost(configured: labmod.Lab) -> None:
+    host = configured.host(HOST)
+    labmod.lab_exec(host, "rm", "-f", "/etc/dsrprov/loopback-vips")
+    assert apply("-e", "dsr_state=absent")["failed"] == 0
+    lo = labmod.lab_exec(host, "ip", "-o", "addr", "show", "dev", "lo")
+    assert "10.250.0.200" not in lo and "fd42:d5a:0:1::200" not in lo, lo
+    assert apply()["failed"] == 0

@@ -14,7 +14,10 @@ description:
   - Persistence across reboots is the job of the role's systemd unit, not of this module.
 options:
   vips:
-    description: The VIPs, bare addresses, already validated.
+    description:
+      - The VIPs, bare addresses, already validated.
+      - With C(state=absent), VIPs given here are removed too, even when the
+        record lost them (the inventory still lists them while a host is unenrolled).
     type: list
     elements: str
     default: []
@@ -101,6 +104,8 @@ def main():
 
     to_add = [v for v in wanted if v not in present]
     managed = set(recorded) | labelled
+    if params["state"] == "absent":
+        managed |= {str(ipaddress.ip_address(v)) for v in params["vips"]}
     to_remove = sorted(v for v in managed if v in present and v not in wanted)
     new_record = RECORD_HEADER + "".join(v + "\n" for v in wanted) if wanted else None
     old_record = None
