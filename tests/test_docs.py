@@ -33,7 +33,7 @@ def test_example_inventory_parses_and_names_every_group() -> None:
         check=True,
     )
     inventory = json.loads(proc.stdout)
-    for group in ("dsr_realservers_linux", "dsr_realservers_windows", "dsr_directors"):
+    for group in ("dsr_realservers_linux", "dsr_realservers_windows", "dsr_directors", "dsr_loadmasters"):
         assert inventory[group]["hosts"], group
     web2 = inventory["_meta"]["hostvars"]["web2.example.net"]
     assert web2["dsr_vips"] == ["192.0.2.100"]
