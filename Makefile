@@ -40,6 +40,7 @@ test: lint unit molecule
 
 bench: setup
 	@$(BIN)/python lab/bench.py
+	@$(BIN)/python lab/bench_cli.py
 
 lab-down: setup
 	@$(BIN)/dsrprov lab down

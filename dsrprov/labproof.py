@@ -5,7 +5,6 @@ Every probe runs inside the lab's own hosts or on the lab's own bridge."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import tempfile
 import time
@@ -18,8 +17,7 @@ from pathlib import Path
 from dsrprov import lab as labmod
 from dsrprov.dsrpath import PathReport, analyse
 from dsrprov.pcap import read_frames
-
-MAC_RE = re.compile(r"bytes from ([0-9a-f]{2}(?::[0-9a-f]{2}){5}) \(")
+from dsrprov.verify import parse_arping
 
 
 @dataclass
@@ -52,7 +50,7 @@ def arp_replies(prober: labmod.LabHost, vip: str, count: int = 3) -> list[str]:
     """MACs that answered ARP for ``vip`` (the prober's cache is flushed first)."""
     labmod.lab_exec(prober, "ip", "neigh", "flush", "dev", "eth0", check=False)
     out = labmod.lab_exec(prober, "arping", "-c", str(count), "-w", "3", "-i", "eth0", vip, check=False)
-    return sorted(set(MAC_RE.findall(out)))
+    return sorted(parse_arping(out))
 
 
 @contextmanager
