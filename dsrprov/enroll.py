@@ -47,6 +47,7 @@ class _Plan:
     name: str = ""
     os: str = ""
     address: str | None = None  # written as ansible_host
+    real_address6: str | None = None  # written as dsr_real_address6
     vips: list[str] = field(default_factory=list)
     facts: Facts | None = None
 
@@ -122,8 +123,29 @@ def _prepare(inv: Inventory, req: Request, os_choice: str, opts: ConnOptions, pr
     progress(f"dsrprov: {plan.name}: probing {address} ({plan.os})")
     plan.facts = probe(host, plan.os, opts)
     preflight(plan.name, plan.vips, plan.facts, address)
+    plan.real_address6 = _real_address6(inv, plan, host, address)
     plan.report.vips = plan.vips
     return plan
+
+
+def _real_address6(inv: Inventory, plan: _Plan, host: Host, address: str) -> str | None:
+    """The IPv6 real address to record for a host that gets an IPv6 VIP.
+
+    Directors and LoadMasters reach an IPv6 service's real servers over IPv6
+    (LVS-DR cannot mix families). Taken from the inventory when set, else
+    from the probe: a global IPv6 address beside the management address.
+    Without one, the directors would refuse the host after it changed, so it
+    is refused here, before anything changes."""
+    if not any(":" in v for v in plan.vips) or ":" in address or host.str_var("dsr_real_address6"):
+        return None
+    found = plan.facts.ipv6_beside(address) if isinstance(plan.facts, LinuxFacts) else None
+    if found is None and (inv.directors() or inv.group_hosts("dsr_loadmasters")):
+        raise UsageError(
+            f"an IPv6 VIP needs an IPv6 real address for the directors, and the host has no global IPv6 address "
+            f"beside {address}: set dsr_real_address6 for it in the inventory",
+            plan.name,
+        )
+    return found
 
 
 @contextlib.contextmanager
@@ -190,7 +212,7 @@ def enroll(
         before = inv.dump()
         for p in ready:
             try:
-                inv.set_realserver(p.name, p.os, p.vips, p.address)
+                inv.set_realserver(p.name, p.os, p.vips, p.address, p.real_address6)
             except DsrError as exc:
                 p.report.fail(exc.exit_code, exc.reason)
         ready = [p for p in ready if p.report.exit_code == EXIT_OK]

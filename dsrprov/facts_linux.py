@@ -88,6 +88,16 @@ class LinuxFacts:
     def interfaces(self) -> list[str]:
         return sorted(i for i in self.macs if i != "lo")
 
+    def ipv6_beside(self, address: str) -> str | None:
+        """A global IPv6 address on the interface that holds ``address``: the
+        real address an IPv6 service reaches the host at (LVS-DR cannot mix
+        families)."""
+        ifaces = {a.iface for a in self.addresses if a.address == address and a.iface != "lo"}
+        for a in self.addresses:
+            if a.iface in ifaces and a.family == 6 and a.scope == "global":
+                return a.address
+        return None
+
     def loopback_vips(self) -> list[str]:
         """Global host addresses (/32, /128) on lo: the VIPs."""
         out = []

@@ -309,8 +309,11 @@ class Inventory:
         parent["children"][group] = CommentedMap()
         return parent["children"][group]  # type: ignore[no-any-return]
 
-    def set_realserver(self, name: str, os_name: str, vips: list[str], address: str | None = None) -> None:
-        """Put the host in its real-server group with ``dsr_vips`` (and ``ansible_host``)."""
+    def set_realserver(
+        self, name: str, os_name: str, vips: list[str], address: str | None = None, real_address6: str | None = None
+    ) -> None:
+        """Put the host in its real-server group with ``dsr_vips`` (and
+        ``ansible_host``, and ``dsr_real_address6`` when given)."""
         group = OS_GROUPS[os_name]
         other = OS_GROUPS["windows" if os_name == "linux" else "linux"]
         if name in self.group_hosts(other):
@@ -330,6 +333,8 @@ class Inventory:
             token = _take_trailing(hosts, name)
         if address and str(entry.get("ansible_host", "")) != address:
             entry["ansible_host"] = _quoted(address)
+        if real_address6 and str(entry.get("dsr_real_address6", "")) != real_address6:
+            entry["dsr_real_address6"] = _quoted(real_address6)
         seq = CommentedSeq(_quoted(v) for v in vips)
         seq.fa.set_flow_style()
         old = entry.get("dsr_vips")

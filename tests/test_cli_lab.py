@@ -287,3 +287,17 @@ def test_unenroll_leaves_nothing(lab: labmod.Lab, inv: Path, vip: str) -> None:
     assert "rs1:" not in inv.read_text() and "client:" in inv.read_text()
     again = run("unenroll", "-q", "rs1", inventory=inv)
     assert again.returncode == 2 and "not enrolled" in one_error_line(again)
+
+
+def test_an_ipv6_vip_records_the_hosts_ipv6_real_address(lab: labmod.Lab, inv: Path, vip: str) -> None:
+    # rs2 was unenrolled above: a new host, known by its address only.
+    vip6 = next(s["vip"] for s in Inventory(inv).services() if ":" in s["vip"])
+    rs2 = lab.host("rs2")
+    proc = run("enroll", "-q", "rs2", "--address", rs2.ip, "--vip", vip, "--vip", vip6, inventory=inv)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # Taken from the probe: the global IPv6 address beside the management address.
+    assert Inventory(inv).host("rs2").str_var("dsr_real_address6") == rs2.ip6
+    table = labmod.lab_exec(lab.host("director"), "ipvsadm", "-Ln", "-t", f"[{vip6}]:80")
+    assert f"[{rs2.ip6}]:80" in table, table
+    gone = run("unenroll", "-q", "rs2", inventory=inv)
+    assert gone.returncode == 0, gone.stdout + gone.stderr

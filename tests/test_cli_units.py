@@ -207,3 +207,19 @@ def test_help_documents_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for line in ("0  ok", "1  a verification", "2  bad input", "3  a host is unreachable"):
         assert line in out
+
+
+def test_ipv6_real_address_is_the_global_one_beside_the_management_address() -> None:
+    from dsrprov.facts_linux import LinuxFacts, parse_ip_addr
+
+    facts = LinuxFacts(
+        addresses=parse_ip_addr(
+            "1: lo    inet6 ::1/128 scope host lo\n"
+            "2: eth0    inet 10.0.0.5/24 brd 10.0.0.255 scope global eth0\n"
+            "2: eth0    inet6 fe80::1/64 scope link\n"
+            "2: eth0    inet6 2001:db8::5/64 scope global\n"
+            "3: eth1    inet 10.9.0.5/24 brd 10.9.0.255 scope global eth1\n"
+        )
+    )
+    assert facts.ipv6_beside("10.0.0.5") == "2001:db8::5"
+    assert facts.ipv6_beside("10.9.0.5") is None
