@@ -43,6 +43,7 @@ class LabHost:
     mac: str
     container: str = ""
     groups: list[str] = field(default_factory=list)
+    state_dir: Path = Path()  # the lab's generated files (key, known_hosts)
     # "container" (systemd in podman) or "vm" (QEMU: the director needs a
     # kernel with IPVS, which this machine's kernel lacks).
     kind: str = "container"
@@ -97,9 +98,11 @@ def load_lab(inventory: Path | None = None) -> Lab:
     _walk("all", root, [], hosts)
     lab_vars = root.get("vars", {})
     network = lab_vars["lab_network"]
+    state_dir = lab_state_dir(inventory)
     for host in hosts.values():
         host.container = f"{network}-{host.name}"
-    return Lab(network, lab_vars["lab_subnet"], lab_vars["lab_subnet6"], list(hosts.values()), lab_state_dir(inventory))
+        host.state_dir = state_dir
+    return Lab(network, lab_vars["lab_subnet"], lab_vars["lab_subnet6"], list(hosts.values()), state_dir)
 
 
 def podman_env() -> dict[str, str]:
@@ -128,7 +131,7 @@ def lab_exec(host: LabHost, *cmd: str, check: bool = True, input_text: str | Non
 
 
 def ssh_exec(host: LabHost, *cmd: str, check: bool = True, input_text: str | None = None) -> str:
-    state = lab_state_dir()
+    state = host.state_dir
     proc = subprocess.run(
         [
             "ssh", "-i", str(state / "id_ed25519"), "-o", f"UserKnownHostsFile={state / 'known_hosts'}",
@@ -152,13 +155,13 @@ def vm_script(*args: str, check: bool = True) -> subprocess.CompletedProcess[str
     return proc
 
 
-def vm_state_dir(lab: Lab, host: LabHost) -> Path:
-    return lab.state_dir / f"vm-{host.name}"
+def vm_state_dir(host: LabHost) -> Path:
+    return host.state_dir / f"vm-{host.name}"
 
 
-def is_running(host: LabHost, lab: Lab | None = None) -> bool:
+def is_running(host: LabHost) -> bool:
     if host.is_vm:
-        state = vm_state_dir(lab or load_lab(), host)
+        state = vm_state_dir(host)
         return state.exists() and vm_script("status", "--state-dir", str(state), check=False).returncode == 0
     proc = podman("container", "inspect", "--format", "{{.State.Running}}", host.container, check=False)
     return proc.returncode == 0 and proc.stdout.strip() == "true"
@@ -207,9 +210,9 @@ def start_vm(lab: Lab, host: LabHost, pubkey_file: Path) -> str:
 
     Its host key comes from its serial console (run-vm.sh wait), never from
     the network. The bridge must exist, so containers start first."""
-    state = vm_state_dir(lab, host)
+    state = vm_state_dir(host)
     known = state / "known_hosts"
-    if not is_running(host, lab):
+    if not is_running(host):
         state.mkdir(parents=True, exist_ok=True)
         known.unlink(missing_ok=True)
         start = time.monotonic()
@@ -294,8 +297,8 @@ def down(lab: Lab | None = None) -> None:
     lab = lab or load_lab()
     for host in lab.hosts:
         if host.is_vm:
-            if vm_state_dir(lab, host).exists():
-                vm_script("stop", "--state-dir", str(vm_state_dir(lab, host)), check=False)
+            if vm_state_dir(host).exists():
+                vm_script("stop", "--state-dir", str(vm_state_dir(host)), check=False)
         else:
             podman("rm", "-f", "-t", "0", host.container, check=False)
     podman("network", "rm", "-f", lab.network, check=False)
@@ -303,4 +306,4 @@ def down(lab: Lab | None = None) -> None:
 
 def status(lab: Lab | None = None) -> dict[str, bool]:
     lab = lab or load_lab()
-    return {host.name: is_running(host, lab) for host in lab.hosts}
+    return {host.name: is_running(host) for host in lab.hosts}

@@ -18,7 +18,7 @@ import importlib.util
 import ipaddress
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -501,58 +501,50 @@ def check_director(
 # --------------------------------------------------------------------------
 
 
-def _filter_model(
+def _as_value(check: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter that returns the checked value, or fails the task with the reason."""
+
+    def value(*args: Any) -> Any:
+        try:
+            return check(*args)
+        except ModelError as exc:
+            # Imported here so the CLI can use this module without Ansible.
+            from ansible.errors import AnsibleFilterError
+
+            raise AnsibleFilterError(f"dsrprov: {exc}") from None
+
+    return value
+
+
+def _as_problem(check: Callable[..., Any]) -> Callable[..., str]:
+    """A filter that returns "" or the one-line reason, for the roles' asserts."""
+
+    def problem(*args: Any) -> str:
+        try:
+            check(*args)
+        except ModelError as exc:
+            return f"dsrprov: {exc}"
+        return ""
+
+    return problem
+
+
+def _model(
     services: Any,
     groups: Any,
     hostvars: Any,
     realserver_groups: Any = DEFAULT_REALSERVER_GROUPS,
     allow_empty: bool = False,
 ) -> list[dict[str, Any]]:
-    try:
-        return director_model(services, groups, hostvars, list(realserver_groups), allow_empty)
-    except ModelError as exc:
-        from ansible.errors import AnsibleFilterError
-
-        raise AnsibleFilterError(f"dsrprov: {exc}") from None
+    return director_model(services, groups, hostvars, list(realserver_groups), allow_empty)
 
 
-def _filter_model_problem(
-    services: Any,
-    groups: Any,
-    hostvars: Any,
-    realserver_groups: Any = DEFAULT_REALSERVER_GROUPS,
-    allow_empty: bool = False,
-) -> str:
-    try:
-        director_model(services, groups, hostvars, list(realserver_groups), allow_empty)
-    except ModelError as exc:
-        return f"dsrprov: {exc}"
-    return ""
+def _vrrp(instances: Any, model: Any) -> list[dict[str, Any]]:
+    return check_vrrp(instances, list(model))
 
 
-def _filter_vrrp(instances: Any, model: Any) -> list[dict[str, Any]]:
-    try:
-        return check_vrrp(instances, list(model))
-    except ModelError as exc:
-        from ansible.errors import AnsibleFilterError
-
-        raise AnsibleFilterError(f"dsrprov: {exc}") from None
-
-
-def _filter_vrrp_problem(instances: Any, model: Any) -> str:
-    try:
-        check_vrrp(instances, list(model))
-    except ModelError as exc:
-        return f"dsrprov: {exc}"
-    return ""
-
-
-def _filter_director_problem(model: Any, host: str, addresses: Any) -> str:
-    try:
-        check_director(list(model), host, list(addresses))
-    except ModelError as exc:
-        return f"dsrprov: {exc}"
-    return ""
+def _director(model: Any, host: str, addresses: Any) -> None:
+    check_director(list(model), host, list(addresses))
 
 
 class FilterModule:
@@ -562,10 +554,10 @@ class FilterModule:
 
     def filters(self) -> dict[str, Any]:
         return {
-            "dsr_director_model": _filter_model,
-            "dsr_director_model_problem": _filter_model_problem,
-            "dsr_director_vrrp": _filter_vrrp,
-            "dsr_director_vrrp_problem": _filter_vrrp_problem,
-            "dsr_director_host_problem": _filter_director_problem,
+            "dsr_director_model": _as_value(_model),
+            "dsr_director_model_problem": _as_problem(_model),
+            "dsr_director_vrrp": _as_value(_vrrp),
+            "dsr_director_vrrp_problem": _as_problem(_vrrp),
+            "dsr_director_host_problem": _as_problem(_director),
             "dsr_service_vips": service_vips,
         }

@@ -40,7 +40,7 @@ def playbook(limit: str, *extra: str) -> tuple[float, int]:
 def main() -> int:
     the_lab = labmod.up()
     roles = Roles.of(the_lab)
-    boot = (labmod.vm_state_dir(the_lab, roles.director) / "boot-seconds").read_text().strip()
+    boot = (labmod.vm_state_dir(roles.director) / "boot-seconds").read_text().strip()
     rows: list[tuple[str, str, list[float]]] = []
     for role, group in ROLES.items():
         hosts = len([h for h in the_lab.hosts if group in h.groups])
