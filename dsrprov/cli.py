@@ -7,6 +7,7 @@ import contextlib
 import getpass
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, NoReturn
@@ -32,14 +33,21 @@ __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE", "build_pa
 
 
 def _lab(args: argparse.Namespace) -> int:
+    inventory = lab.fleet_inventory(args.realservers) if args.realservers else None
+    the_lab = lab.load_lab(inventory)
     if args.action == "up":
-        the_lab = lab.up()
-        print(f"lab up: {', '.join(h.name for h in the_lab.hosts)} on network {the_lab.network}")
+        start = time.monotonic()
+        lab.up(the_lab)
+        names = [h.name for h in the_lab.hosts]
+        shown = ", ".join(names) if len(names) <= 6 else f"{len(names)} hosts ({names[0]} ... {names[-1]})"
+        print(f"lab up in {time.monotonic() - start:.0f} s: {shown} on network {the_lab.network}")
+        if inventory is not None:
+            print(f"inventory: {inventory} (ansible-playbook -i it, or DSRPROV_LAB_INVENTORY={inventory})")
     elif args.action == "down":
-        lab.down()
+        lab.down(the_lab)
         print("lab down")
     else:
-        states = lab.status()
+        states = lab.status(the_lab)
         for name, running in states.items():
             print(f"{name:10} {'running' if running else 'stopped'}")
         return EXIT_OK if all(states.values()) else EXIT_FAILED
@@ -111,9 +119,25 @@ def _enroll(args: argparse.Namespace) -> int:
         if len(requests) != 1:
             raise UsageError("--address needs exactly one host")
         requests[0].address = args.address
+    known = None
     for r in requests:
-        if not r.vips:
-            raise UsageError("no VIP given: use --vip (or VIPs after the host in --hosts-file)", r.host)
+        if r.vips:
+            continue
+        # A host already enrolled keeps the VIPs the inventory gives it.
+        from dsrprov.inventory import Inventory
+
+        known = known or Inventory(_inventory(args))
+        name = known.find(r.host)
+        host = known.host(name) if name else None
+        if host is None or not host.is_realserver or not host.vips:
+            raise UsageError(
+                "no VIP given and the inventory gives it none: use --vip (or VIPs after the host in --hosts-file)",
+                r.host,
+            )
+        r.vips = list(host.vips)
+        if not args.quiet:
+            print(f"dsrprov: {r.host}: no --vip given: using its VIPs from the inventory: {', '.join(r.vips)}",
+                  file=sys.stderr)  # fmt: skip
     if args.port is not None:
         from dsrprov import loadmaster
         from dsrprov.inventory import Inventory
@@ -314,6 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_lab = sub.add_parser("lab", help="the built-in local lab (podman containers)")
     p_lab.add_argument("action", choices=["up", "down", "status"])
+    p_lab.add_argument(
+        "--realservers",
+        type=int,
+        metavar="N",
+        help="a fleet lab of N real servers and a client on a network of its own (no director), "
+        "its inventory generated under the lab's .state",
+    )
     p_lab.set_defaults(func=_lab)
     return parser
 

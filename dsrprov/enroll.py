@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from dsrprov import hostcheck, loadmaster
+from dsrprov import hostcheck, loadmaster, model
 from dsrprov.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, DsrError, UsageError
 from dsrprov.facts_linux import LinuxFacts
 from dsrprov.inventory import OS_GROUPS, Host, Inventory, is_ip, locked
@@ -94,6 +94,43 @@ def preflight(name: str, vips: list[str], facts: Facts, management: str) -> None
         check_vips(vips, facts.own_addresses)
     except VipError as exc:
         raise UsageError(str(exc), name) from None
+
+
+def check_pools(inv: Inventory, changes: dict[str, list[str]]) -> None:
+    """Refuse, before any change, an enroll or unenroll that would leave a
+    service of the directors with no real server.
+
+    The rule is site.yml's (``model.director_model``): an empty service is
+    refused unless the service itself says ``allow_empty: true`` in the
+    inventory. ``changes`` maps a host (inventory name or address) to its VIPs
+    after the change; ``[]`` takes it out."""
+    if not (inv.directors() or inv.group_hosts("dsr_loadmasters")):
+        return  # nobody balances the services: an empty one harms nobody
+
+    def normal(vips: list[str]) -> set[str]:
+        try:
+            return set(check_vips(vips, allow_empty=True))
+        except VipError:
+            return set()  # reported per host later, with its own line
+
+    changed = {inv.find(h) or h for h in changes}
+    held: set[str] = set()
+    for name in inv.hostnames():
+        host = inv.host(name)
+        if host.is_realserver and name not in changed:
+            held |= normal(host.vips)
+    for vips in changes.values():
+        held |= normal(vips)
+    for raw in inv.services():
+        try:
+            svc = model.check_service(raw)
+        except model.ModelError:
+            continue  # site.yml and the director role say what is wrong with it
+        if svc["vip"] not in held and not svc["allow_empty"]:
+            raise UsageError(
+                f"refused: service {svc['name']} would be left with no real server holding its VIP {svc['vip']}; "
+                "give that VIP too, or set allow_empty: true on the service in dsr_services"
+            )
 
 
 def _prepare(inv: Inventory, req: Request, os_choice: str, opts: ConnOptions, progress: Progress) -> _Plan:
@@ -192,6 +229,7 @@ def enroll(
     names = [r.host for r in requests]
     if len(set(names)) != len(names):
         raise UsageError("a host is given more than once")
+    check_pools(inv, {r.host: r.vips for r in requests})
 
     def prepare(req: Request) -> _Plan:
         try:
@@ -310,21 +348,9 @@ def _update_directors(
     if not hosts:
         return None
     progress(f"dsrprov: updating the directors{' in check mode' if check else ''}: {', '.join(hosts)}")
-    inv = Inventory(inventory)
-    held = {vip for name in inv.hostnames() if inv.host(name).is_realserver for vip in inv.host(name).vips}
-    for svc in inv.services():
-        if str(svc.get("vip", "")).split("/")[0] not in held:
-            progress(
-                f"dsrprov: warning: service {svc.get('name')} has no real server left; its VIP stays on the "
-                "directors with no virtual server behind it"
-            )
-    # Enrolling and unenrolling build pools up and take them down one host at
-    # a time, so a service may be empty for a while: allowed here, not in
-    # site.yml, where an empty service is most often a mistyped VIP.
-    runs = run_playbook(
-        inventory, hosts, check=check, progress=progress, log=log,
-        extra_vars={"dsr_director_allow_empty_services": True, "dsr_loadmaster_kemp_allow_empty_services": True},
-    )  # fmt: skip
+    # No override of the empty-service rule here: check_pools refused, before
+    # any change, what site.yml would refuse.
+    runs = run_playbook(inventory, hosts, check=check, progress=progress, log=log)
     failed = [f"{h}: {r.error or 'failed'}" for h, r in runs.items() if r.failed or r.unreachable or not r.in_recap]
     missing = [h for h in hosts if h not in runs]
     return "; ".join(failed + [f"{h}: no result" for h in missing]) or None
@@ -355,6 +381,7 @@ def unenroll(
         plans.append(_Plan(Request(name, host.vips), report, name=name, os=host.os or "linux"))
     if not plans:
         return reports
+    check_pools(inv, {p.name: [] for p in plans})
     if check:
         runs = _run(inv.path, plans, opts, check=True, parallel=parallel, progress=progress, log=log, absent=True)
         _apply_run({p.name: p.report for p in plans}, runs, check=True)

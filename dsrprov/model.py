@@ -48,7 +48,7 @@ DEFAULT_REALSERVER_GROUPS = ("dsr_realservers_linux", "dsr_realservers_windows")
 LB_ALGOS = ("rr", "wrr", "lc", "wlc", "sh", "mh")
 PROTOCOLS = ("tcp", "udp")
 CHECK_TYPES = ("tcp", "http", "udp")
-SERVICE_KEYS = {"name", "vip", "port", "protocol", "lb_algo", "persistence_timeout", "health_check"}
+SERVICE_KEYS = {"name", "vip", "port", "protocol", "lb_algo", "persistence_timeout", "health_check", "allow_empty"}
 CHECK_KEYS = {
     "type",
     "path",
@@ -166,6 +166,9 @@ def check_service(raw: Any, index: int = 0) -> dict[str, Any]:
     persistence = item.get("persistence_timeout")
     if persistence is not None:
         persistence = _int(persistence, f"{where}: persistence_timeout", 1, 2678400)
+    allow_empty = item.get("allow_empty", False)
+    if not isinstance(allow_empty, bool):
+        raise ModelError(f"{where}: allow_empty must be true or false, not {allow_empty!r}")
     hc = dict(_mapping(item.get("health_check") or {}, f"{where}: health_check"))
     _unknown_keys(hc, CHECK_KEYS, f"{where}: health_check")
     ctype = str(hc.get("type", "tcp") or "tcp").lower()
@@ -198,6 +201,7 @@ def check_service(raw: Any, index: int = 0) -> dict[str, Any]:
         "lb_algo": lb_algo,
         "persistence_timeout": persistence,
         "health_check": check,
+        "allow_empty": allow_empty,
     }
 
 
@@ -289,8 +293,10 @@ def director_model(
 
     A real server of a service is a host of ``realserver_groups`` whose
     ``dsr_vips`` holds the service's VIP. A service that no real server
-    holds is an error (most often a mistyped VIP), unless ``allow_empty``:
-    then it has no real servers, as while the last one is taken out."""
+    holds is an error (most often a mistyped VIP), unless the service says
+    ``allow_empty: true``: one rule, recorded in the inventory, for site.yml
+    and the CLI alike. ``allow_empty`` here is for callers that inspect a
+    model, never for a run that changes a director."""
     model = check_services(services)
     hosts = realserver_hosts(groups, realserver_groups)
     held: dict[str, list[str]] = {}
@@ -320,13 +326,19 @@ def director_model(
                     "weight": _int(1 if weight is None else weight, f"real server {host}: dsr_weight", 0, 65535),
                 }
             )
-        if not servers and not allow_empty:
-            raise ModelError(
-                f"service {svc['name']}: no real server holds its VIP {svc['vip']} "
-                f"(no host of {', '.join(realserver_groups)} has it in dsr_vips)"
-            )
+        if not servers and not (allow_empty or svc["allow_empty"]):
+            raise ModelError(empty_service_problem(svc, realserver_groups))
         svc["real_servers"] = servers
     return model
+
+
+def empty_service_problem(svc: Mapping[str, Any], realserver_groups: Iterable[str] = DEFAULT_REALSERVER_GROUPS) -> str:
+    """The one line for a service that no real server holds."""
+    return (
+        f"service {svc['name']}: no real server holds its VIP {svc['vip']} (no host of "
+        f"{', '.join(realserver_groups)} has it in dsr_vips); add the VIP to a real server, or set "
+        "allow_empty: true on the service to keep it empty on purpose"
+    )
 
 
 def service_vips(model: Iterable[Mapping[str, Any]]) -> list[str]:

@@ -2,8 +2,9 @@
 
 An unknown host key is refused unless the caller accepts new keys, and a
 changed key is always refused. Credentials: a key file, the SSH agent, or a
-password (from ``DSRPROV_SSH_PASSWORD`` or a prompt), which is also the
-passphrase of an encrypted key file.
+password (from ``DSRPROV_SSH_PASSWORD`` or a prompt). The password opens an
+encrypted key file when it is its passphrase, and is tried as a login password
+only after the key and the agent failed.
 """
 
 from __future__ import annotations
@@ -66,19 +67,30 @@ class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
         client.get_host_keys().add(hostname, key.get_name(), key)
 
 
-def _load_key(path: Path, password: str | None, target: SSHTarget) -> paramiko.PKey:
+def _load_key(path: Path, password: str | None, target: SSHTarget) -> paramiko.PKey | None:
+    """The key file as a PKey, or None when it cannot be used here.
+
+    An unencrypted key loads whatever password is set: the password is tried
+    as a passphrase only for an encrypted key. An encrypted key the password
+    does not open gives None, so that paramiko goes on to the password as a
+    login password (key first, password last, as OpenSSH does)."""
     try:
-        return paramiko.PKey.from_path(path, password.encode() if password else None)
+        return paramiko.PKey.from_path(path)
     except (paramiko.PasswordRequiredException, TypeError):  # paramiko >= 4 raises TypeError
-        if password:
-            raise ConnectError(f"cannot use the key {path}: wrong passphrase", target.name) from None
+        pass
+    except (paramiko.SSHException, ValueError) as exc:
+        raise ConnectError(f"cannot use the key {path}: {exc}", target.name) from None
+    if not password:
+        if os.environ.get("SSH_AUTH_SOCK"):
+            return None  # the agent may hold it
         raise ConnectError(
             f"the key {path} is encrypted: give its passphrase in {PASSWORD_ENV} or load it into the SSH agent",
             target.name,
-        ) from None
-    except (paramiko.SSHException, ValueError) as exc:
-        msg = "wrong passphrase" if password else str(exc)
-        raise ConnectError(f"cannot use the key {path}: {msg}", target.name) from None
+        )
+    try:
+        return paramiko.PKey.from_path(path, password.encode())
+    except (paramiko.SSHException, ValueError, TypeError):
+        return None  # not its passphrase: then it may be the login password
 
 
 def connect(target: SSHTarget) -> paramiko.SSHClient:
@@ -114,7 +126,8 @@ def connect(target: SSHTarget) -> paramiko.SSHClient:
             port=target.port,
             username=target.user,
             pkey=pkey,
-            password=target.password if pkey is None else None,
+            # Tried by paramiko only after the key (and the agent) failed.
+            password=target.password,
             allow_agent=pkey is None,
             look_for_keys=pkey is None and target.key_file is None,
             timeout=target.timeout,

@@ -5,8 +5,8 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-packages="podman runc debootstrap iproute2 nftables arping tcpdump openssh-client make python3-venv
-qemu-system-x86 qemu-utils e2fsprogs keepalived ipvsadm"
+packages="podman netavark aardvark-dns iptables runc debootstrap iproute2 nftables arping tcpdump openssh-client make python3-venv
+qemu-system-x86 qemu-utils e2fsprogs keepalived ipvsadm mono-mcs"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -14,8 +14,8 @@ done
 if [ -n "$missing" ]; then
   echo "installing Debian packages:$missing"
   sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd=sudo
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  $sudo_cmd apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
 python=${PYTHON:-python3}

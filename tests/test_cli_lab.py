@@ -16,9 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dsrprov import lab as labmod
 from dsrprov.inventory import Inventory
+from tests.conftest import run_playbook
 
 pytestmark = pytest.mark.lab
 
@@ -38,16 +40,30 @@ def run(
     return subprocess.run(cmd, capture_output=True, text=True, env={**base, **(env or {})}, check=False, timeout=300)
 
 
+def copy_lab_inventory(lab: labmod.Lab, dst: Path, allow_empty: bool) -> Path:
+    """The lab's inventory in DST; its .state is the lab's (key, known_hosts).
+
+    ``allow_empty`` marks every service ``allow_empty: true``: these tests
+    build the pools up and take them down one host and one VIP at a time."""
+    src = lab.state_dir.parent
+    (dst / "hosts.yml").write_text((src / "hosts.yml").read_text())
+    (dst / "group_vars").mkdir(exist_ok=True)
+    for f in (src / "group_vars").iterdir():
+        doc = yaml.safe_load(f.read_text())
+        for svc in doc.get("dsr_services") or []:
+            if allow_empty:
+                svc["allow_empty"] = True
+        (dst / "group_vars" / f.name).write_text(yaml.safe_dump(doc, sort_keys=False))
+    (dst / ".state").symlink_to(lab.state_dir)
+    return dst / "hosts.yml"
+
+
 @pytest.fixture(scope="module")
 def inv(lab: labmod.Lab, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the lab's inventory; its .state is the lab's (key, known_hosts)."""
+    """A copy of the lab's inventory, every service allowed to be empty."""
     src = lab.state_dir.parent
     dst = tmp_path_factory.mktemp("inventory")
-    (dst / "hosts.yml").write_text((src / "hosts.yml").read_text())
-    for f in (src / "group_vars").iterdir():
-        (dst / "group_vars").mkdir(exist_ok=True)
-        (dst / "group_vars" / f.name).write_text(f.read_text())
-    (dst / ".state").symlink_to(lab.state_dir)
+    copy_lab_inventory(lab, dst, allow_empty=True)
     # Start from a clean lab: no VIP, no unit (another test may have left them).
     out = run("unenroll", "-q", "rs1", "rs2", inventory=dst / "hosts.yml")
     assert out.returncode == 0, out.stderr
@@ -269,8 +285,7 @@ def test_unenroll_leaves_nothing(lab: labmod.Lab, inv: Path, vip: str) -> None:
     assert ipvs_pool(lab, vip) == {lab.host("rs2").ip}
     proc = run("unenroll", "rs2", inventory=inv)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "service web has no real server left" in proc.stderr
-    assert ipvs_pool(lab, vip) == set()
+    assert ipvs_pool(lab, vip) == set()  # web says allow_empty: true
     assert re.search(r"rs1\s+ok\s+removed", one.stdout), one.stdout
     for host in ("rs1", "rs2"):
         assert not [a for a in lo_addresses(lab, host) if a.startswith(vip)]
@@ -301,3 +316,27 @@ def test_an_ipv6_vip_records_the_hosts_ipv6_real_address(lab: labmod.Lab, inv: P
     assert f"[{rs2.ip6}]:80" in table, table
     gone = run("unenroll", "-q", "rs2", inventory=inv)
     assert gone.returncode == 0, gone.stdout + gone.stderr
+
+
+def test_the_cli_refuses_what_site_yml_would_refuse_and_uses_the_inventorys_vips(
+    lab: labmod.Lab, inv: Path, tmp_path: Path
+) -> None:
+    # The lab's own services, as committed: no allow_empty.
+    pristine = copy_lab_inventory(lab, tmp_path, allow_empty=False)
+    before = pristine.read_bytes()
+    before_lo = lo_addresses(lab, "rs1")
+    v4 = next(s["vip"] for s in Inventory(pristine).services() if ":" not in s["vip"])
+    refused = run("enroll", "rs1", "rs2", "--vip", v4, inventory=pristine)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    line = one_error_line(refused)
+    assert "refused: service web6 would be left with no real server holding its VIP fd42:d5a:0:1::200" in line
+    assert pristine.read_bytes() == before and lo_addresses(lab, "rs1") == before_lo
+    # No --vip for hosts the inventory knows: their inventory VIPs, said so.
+    proc = run("enroll", "rs1", "rs2", inventory=pristine)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "dsrprov: rs1: no --vip given: using its VIPs from the inventory: 10.250.0.200, fd42:d5a:0:1::200" in (
+        proc.stderr
+    )
+    # What the CLI wrote, site.yml accepts.
+    site = run_playbook("site.yml", inventory=pristine)
+    assert site.returncode == 0, site.stdout[-3000:] + site.stderr

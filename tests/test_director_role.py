@@ -518,13 +518,9 @@ def test_ansible_lint_production(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(KEEPALIVED is None, reason=NO_KEEPALIVED)
 def test_an_empty_service_is_left_out_of_ipvs_and_the_config_still_passes(tmp_path: Path) -> None:
-    # A service nobody holds, allowed as while its last real server leaves.
-    empty = {"name": "mail", "vip": "10.0.0.250", "port": 25}
-    text = _render(
-        tmp_path,
-        "empty.conf",
-        {"dsr_services": [*SERVICES, empty], "dsr_director_allow_empty_services": True},
-    )
+    # A service nobody holds, allowed because the service says so.
+    empty = {"name": "mail", "vip": "10.0.0.250", "port": 25, "allow_empty": True}
+    text = _render(tmp_path, "empty.conf", {"dsr_services": [*SERVICES, empty]})
     assert "# service mail: no real server holds 10.0.0.250" in text
     assert "virtual_server 10.0.0.250 25" not in text
     assert "virtual_server 10.0.0.200 80" in text

@@ -70,6 +70,7 @@ def test_derivation_defaults_and_real_servers() -> None:
             "retries": 2,
             "delay_before_retry": 1,
         },
+        "allow_empty": False,
         "real_servers": [
             {"name": "rs1", "address": "10.0.0.11", "weight": 1},
             {"name": "rs2", "address": "10.0.0.12", "weight": 3},
@@ -170,16 +171,17 @@ def test_vip_no_real_server_holds() -> None:
         derive([{"name": "mail", "vip": "10.0.0.250", "port": 25}])
     assert str(err.value) == (
         "service mail: no real server holds its VIP 10.0.0.250 "
-        "(no host of dsr_realservers_linux, dsr_realservers_windows has it in dsr_vips)"
+        "(no host of dsr_realservers_linux, dsr_realservers_windows has it in dsr_vips); add the VIP to a real "
+        "server, or set allow_empty: true on the service to keep it empty on purpose"
     )
 
 
-def test_an_empty_service_is_allowed_only_when_asked() -> None:
-    # As while the last real server of a service is being unenrolled.
-    (svc,) = model.director_model(
-        [{"name": "mail", "vip": "10.0.0.250", "port": 25}], GROUPS, hostvars(), allow_empty=True
-    )
-    assert svc["name"] == "mail" and svc["real_servers"] == []
+def test_an_empty_service_is_allowed_only_when_the_service_says_so() -> None:
+    # One rule for site.yml and the CLI: recorded in the inventory.
+    (svc,) = derive([{"name": "mail", "vip": "10.0.0.250", "port": 25, "allow_empty": True}])
+    assert svc["name"] == "mail" and svc["real_servers"] == [] and svc["allow_empty"] is True
+    with pytest.raises(ModelError, match="service mail: allow_empty must be true or false, not 'yes'"):
+        derive([{"name": "mail", "vip": "10.0.0.250", "port": 25, "allow_empty": "yes"}])
 
 
 def test_real_server_without_real_address() -> None:

@@ -11,6 +11,8 @@
 # The Debian mirror comes from $DSRPROV_MIRROR or from this machine's apt
 # sources; it is never written into the repository.
 set -euo pipefail
+# No silent exit under set -e: name the step that failed.
+trap 'rc=$?; echo "build-image.sh: failed (exit $rc) at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 if [ $# -ne 1 ]; then
   echo "usage: $0 OUTDIR" >&2

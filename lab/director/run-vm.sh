@@ -24,7 +24,9 @@ set -euo pipefail
 HERE=$(dirname "$(readlink -f "$0")")
 PROG=$(basename "$0")
 
-die() { echo "$PROG: $*" >&2; exit 1; }
+die() { echo "$PROG ${CMD:-}: $*" >&2; exit 1; }
+# No silent exit under set -e: name the step that failed and where to look.
+trap 'rc=$?; echo "$PROG ${CMD:-}: failed (exit $rc) at line $LINENO: $BASH_COMMAND${STATE:+; serial log: $STATE/serial.log}" >&2' ERR
 usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 [ $# -ge 1 ] || usage
@@ -155,13 +157,20 @@ cmd_wait() {
             | sed -n 's/.*DSRPROV-HOSTKEY \(ssh-ed25519 [A-Za-z0-9+/=]\{40,\}\).*/\1/p' | tail -n1)
     fi
     if [ -n "$key" ]; then
-      scanned=$(ssh-keyscan -T 3 -t ed25519 "$ip" 2>/dev/null | awk '$2=="ssh-ed25519" {print $2" "$3; exit}')
+      # sshd may not listen yet, or the bridge may not pass traffic yet:
+      # ssh-keyscan failing is normal until the deadline, never fatal.
+      scanned=$(ssh-keyscan -T 3 -t ed25519 "$ip" 2>/dev/null | awk '$2=="ssh-ed25519" {print $2" "$3; exit}' || true)
       if [ -n "$scanned" ]; then
         [ "$scanned" = "$key" ] || die "host key on port 22 of $ip ($scanned) differs from the serial console's ($key)"
         break
       fi
     fi
-    [ "$(date +%s)" -lt "$deadline" ] || die "timeout after ${TIMEOUT}s (host key seen: ${key:+yes}${key:-no}); see $STATE/serial.log"
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      if [ -n "$key" ]; then
+        die "timeout after ${TIMEOUT}s: the VM printed its host key but ssh-keyscan $ip never answered (does this host have an address on bridge $BRIDGE? ip -4 addr show $BRIDGE); see $STATE/serial.log"
+      fi
+      die "timeout after ${TIMEOUT}s: the VM never printed its host key on the serial console; see $STATE/serial.log"
+    fi
     sleep 1
   done
   {

@@ -14,14 +14,15 @@ if podman image exists "$image" &&
   exit 0
 fi
 
-mirror=$(sh "$here/../mirror.sh")
+mirror=$(sh "$here/../mirror.sh") || { echo "lab image: no Debian mirror (set DSRPROV_MIRROR or configure apt)" >&2; exit 1; }
 root=$(mktemp -d /var/tmp/dsrprov-rootfs.XXXXXX)
 trap 'rm -rf "$root"' EXIT INT TERM
 
 echo "building $image with debootstrap (about a minute)"
 debootstrap --variant=minbase \
   --include=systemd,systemd-sysv,dbus,openssh-server,python3,iproute2,nftables,procps,iputils-ping,arping,curl,sudo,tcpdump,ndisc6 \
-  bookworm "$root" "$mirror" >"$root.log" 2>&1 || { tail -n 30 "$root.log" >&2; exit 1; }
+  bookworm "$root" "$mirror" >"$root.log" 2>&1 || {
+    tail -n 30 "$root.log" >&2; echo "lab image: debootstrap from $mirror failed (log above, kept in $root.log)" >&2; exit 1; }
 rm -f "$root.log"
 
 # Every container must get host keys of its own: drop the image's keys and
