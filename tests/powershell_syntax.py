@@ -194,6 +194,10 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
         p = Path(raw)
         if p.is_dir():
             for child in sorted(p.rglob("*")):
+                # A symlink is checked where its target lives (molecule's
+                # library/ links to the role's module).
+                if child.is_symlink():
+                    continue
                 if child.is_file() and child.suffix.lower() in PS_SUFFIXES | YAML_SUFFIXES:
                     yield child
         elif p.is_file():
