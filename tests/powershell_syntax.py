@@ -9,6 +9,12 @@ Jinja in embedded scripts (``{{ ... }}``, ``{% ... %}``) is replaced by a
 PowerShell variable or blanks of the same line count before parsing, so line
 numbers stay those of the YAML file.
 
+``csharp_blocks`` finds, in the same parse trees, the C# source of every
+``Add-Type`` and ``Add-CSharpType`` call (a here-string or string literal
+given directly, or through a variable assigned one in the same script), so
+that tests/test_windows_csharp.py can compile each one. A call whose source
+cannot be read that way is reported, never skipped.
+
 Usage: ``python tests/powershell_syntax.py [PATH ...]`` (files or
 directories; default: the Windows role and its molecule scenario). Exit
 status 1 when a problem is found.
@@ -188,6 +194,10 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
         p = Path(raw)
         if p.is_dir():
             for child in sorted(p.rglob("*")):
+                # A symlink is checked where its target lives (molecule's
+                # library/ links to the role's module).
+                if child.is_symlink():
+                    continue
                 if child.is_file() and child.suffix.lower() in PS_SUFFIXES | YAML_SUFFIXES:
                     yield child
         elif p.is_file():
@@ -207,6 +217,155 @@ def check_paths(paths: Iterable[str | Path]) -> tuple[list[Snippet], list[Proble
             snippets.append(snippet)
             problems.extend(check_snippet(snippet))
     return snippets, problems
+
+
+# --------------------------------------------------------------------------
+# C# given to Add-Type / Add-CSharpType
+# --------------------------------------------------------------------------
+
+# Cmdlet -> the parameter holding C# source. Add-Type's first positional
+# parameter is -TypeDefinition; Add-CSharpType (Ansible.ModuleUtils.AddType)
+# takes -References, its only positional one.
+CSHARP_COMMANDS = {"add-type": "-typedefinition", "add-csharptype": "-references"}
+# Add-Type calls that load an existing assembly carry no source to compile.
+_NO_SOURCE_PARAMETERS = {"-assemblyname", "-path", "-literalpath"}
+
+
+@dataclass(frozen=True)
+class CSharpBlock:
+    """C# source handed to Add-Type or Add-CSharpType."""
+
+    path: str
+    line: int  # file line of the command
+    command: str  # "Add-Type" or "Add-CSharpType"
+    text: str  # the C# source; empty when ``problem`` is set
+    problem: str = ""  # why the source could not be read
+
+
+def _node_text(node: tree_sitter.Node) -> str:
+    return (node.text or b"").decode("utf-8")
+
+
+def _iter_nodes(node: tree_sitter.Node, kind: str) -> Iterator[tree_sitter.Node]:
+    if node.type == kind:
+        yield node
+    for child in node.children:
+        yield from _iter_nodes(child, kind)
+
+
+def _command_name(command: tree_sitter.Node) -> str:
+    for child in command.children:
+        if child.type in ("command_name", "command_name_expr"):
+            return _node_text(child).strip()
+    return ""
+
+
+def _string_value(node: tree_sitter.Node) -> tuple[str | None, str]:
+    """The value of a string literal node (or of the one it wraps).
+
+    Returns (value, "") or (None, reason). Expandable strings are read only
+    when they expand nothing."""
+    literals = list(_iter_nodes(node, "string_literal"))
+    if not literals or _node_text(literals[0]) != _node_text(node).strip():
+        return None, f"not a string literal: {_node_text(node)[:40]!r}"
+    literal = literals[0]
+    inner = literal.children[0] if literal.children else literal
+    raw = _node_text(inner)
+    kind = inner.type
+    if kind == "verbatim_here_string_characters":
+        return raw[2:-2].removeprefix("\r").removeprefix("\n").removesuffix("\n").removesuffix("\r"), ""
+    if kind == "verbatim_string_characters":
+        return raw[1:-1].replace("''", "'"), ""
+    if kind in ("expandable_here_string_literal", "expandable_string_literal"):
+        if "$" in raw or "`" in raw:
+            return None, "an expandable string that expands variables or escapes; use a verbatim here-string"
+        if kind == "expandable_here_string_literal":
+            return raw[2:-2].removeprefix("\r").removeprefix("\n").removesuffix("\n").removesuffix("\r"), ""
+        return raw[1:-1], ""
+    return None, f"unsupported string form {kind}"
+
+
+def _assignments(root: tree_sitter.Node) -> dict[str, list[tuple[int, tree_sitter.Node]]]:
+    """Variable name (lower case) -> [(byte offset, value node)] of ``$x = ...``."""
+    found: dict[str, list[tuple[int, tree_sitter.Node]]] = {}
+    for assignment in _iter_nodes(root, "assignment_expression"):
+        left = assignment.children[0]
+        variables = list(_iter_nodes(left, "variable"))
+        if len(variables) != 1 or len(assignment.children) < 3:
+            continue
+        name = _node_text(variables[0]).lower()
+        found.setdefault(name, []).append((assignment.start_byte, assignment.children[2]))
+    return found
+
+
+def _source_argument(command: tree_sitter.Node, wanted: str) -> tuple[tree_sitter.Node | None, str]:
+    """The node given for ``wanted`` (by name, else first positional)."""
+    elements = next((c for c in command.children if c.type == "command_elements"), None)
+    if elements is None:
+        return None, "no arguments"
+    items = [c for c in elements.children if c.type != "command_argument_sep"]
+    positional: list[tree_sitter.Node] = []
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if item.type == "command_parameter":
+            name = _node_text(item).lower().rstrip(":")
+            if name in _NO_SOURCE_PARAMETERS:
+                return None, ""
+            value = items[i + 1] if i + 1 < len(items) and items[i + 1].type != "command_parameter" else None
+            if wanted.startswith(name) and len(name) > 2:  # PowerShell accepts unique prefixes
+                return value, "" if value is not None else f"{name} without a value"
+            if name == "-memberdefinition":
+                return None, "-MemberDefinition is not compiled by this check; use -TypeDefinition"
+            i += 2 if value is not None and name not in ("-ignorewarnings", "-passthru") else 1
+            continue
+        positional.append(item)
+        i += 1
+    if positional:
+        return positional[0], ""
+    return None, f"no {wanted} argument"
+
+
+def csharp_blocks_in_text(text: str, path: str = "<string>", first_line: int = 1) -> list[CSharpBlock]:
+    """Every Add-Type / Add-CSharpType call of a PowerShell text."""
+    tree = _parser().parse(text.encode("utf-8"))
+    assignments = _assignments(tree.root_node)
+    blocks: list[CSharpBlock] = []
+    for command in _iter_nodes(tree.root_node, "command"):
+        name = _command_name(command)
+        wanted = CSHARP_COMMANDS.get(name.lower())
+        if wanted is None:
+            continue
+        line = first_line + command.start_point[0]
+        argument, why = _source_argument(command, wanted)
+        if argument is None:
+            if why:  # an assembly load has no source and no problem
+                blocks.append(CSharpBlock(path, line, name, "", why))
+            continue
+        variables = list(_iter_nodes(argument, "variable"))
+        if variables and _node_text(variables[0]) == _node_text(argument).strip():
+            var = _node_text(variables[0]).lower()
+            earlier = [v for offset, v in assignments.get(var, []) if offset < command.start_byte]
+            if not earlier:
+                blocks.append(CSharpBlock(path, line, name, "", f"{var} is not assigned a string before this call"))
+                continue
+            argument = earlier[-1]
+        source, why = _string_value(argument)
+        if source is None:
+            blocks.append(CSharpBlock(path, line, name, "", why))
+        else:
+            blocks.append(CSharpBlock(path, line, name, source))
+    return blocks
+
+
+def csharp_blocks(paths: Iterable[str | Path]) -> list[CSharpBlock]:
+    """Every Add-Type / Add-CSharpType call in the scripts under ``paths``."""
+    blocks: list[CSharpBlock] = []
+    for path in iter_files(paths):
+        for snippet in extract(path):
+            text = snippet.text if snippet.origin == "file" else neutralise_jinja(snippet.text)
+            blocks.extend(csharp_blocks_in_text(text, snippet.path, snippet.first_line))
+    return blocks
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,8 +3,9 @@
 ``dsr_windows_firewall_rules`` turns the host's (already validated) VIP list
 plus either the group-wide service model (``dsr_services``) or an explicit
 port list into the firewall rules the ``dsr_win_firewall`` module enforces.
-It runs on the controller, before anything on the host changes, and raises
-a one-line error for a bad port or protocol.
+``dsr_windows_firewall_profile`` checks the firewall profile and writes it
+the one way the module compares it. Both run on the controller, before
+anything on the host changes, and raise a one-line error for bad input.
 
 Standard library only: Ansible loads this file by path, and the tests import
 it the same way.
@@ -12,11 +13,16 @@ it the same way.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 from typing import Any
 
 PROTOCOLS = ("tcp", "udp")
 RULE_PREFIX = "dsrprov"
+# Windows Firewall's profile flags, in Windows' own order. "Any" is none of
+# them (0) and means all.
+FIREWALL_PROFILES = ("Domain", "Private", "Public")
+PROFILE_VARIABLE = "dsr_realserver_windows_firewall_profile"
 
 
 class FirewallSpecError(ValueError):
@@ -113,6 +119,48 @@ def firewall_rules(
     return [wanted[k] for k in sorted(wanted)]
 
 
+def firewall_profile(value: Any) -> str:
+    """``Any``, or the named profiles joined by commas in Windows' order.
+
+    Accepts a string (``"Domain, private"``) or a list of names, case and
+    spaces ignored; raises FirewallSpecError for anything else, so that a
+    typo never reaches the host (where it would cost the service its rule).
+    """
+    if isinstance(value, str):
+        names = [part.strip() for part in value.split(",")]
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        names = [v.strip() for v in value]
+    else:
+        raise FirewallSpecError(f"{PROFILE_VARIABLE} must be a string such as 'Any' or 'Domain,Private', not {value!r}")
+    names = [n for n in names if n]
+    usage = "use Any, or one or more of Domain, Private, Public (comma-separated)"
+    if not names:
+        raise FirewallSpecError(f"{PROFILE_VARIABLE} is empty; {usage}")
+    by_lower = {p.lower(): p for p in (*FIREWALL_PROFILES, "Any")}
+    chosen: set[str] = set()
+    for name in names:
+        canonical = by_lower.get(name.lower())
+        if canonical is None:
+            close = difflib.get_close_matches(name.lower(), list(by_lower), n=1)
+            hint = f" (did you mean {by_lower[close[0]]}?)" if close else ""
+            raise FirewallSpecError(f"{PROFILE_VARIABLE}: {name!r} is not a firewall profile{hint}; {usage}")
+        chosen.add(canonical)
+    if "Any" in chosen:
+        if len(names) > 1:
+            raise FirewallSpecError(f"{PROFILE_VARIABLE}: 'Any' already means every profile; give it alone")
+        return "Any"
+    return ",".join(p for p in FIREWALL_PROFILES if p in chosen)
+
+
+def _filter_firewall_profile(value: Any) -> str:
+    try:
+        return firewall_profile(value)
+    except FirewallSpecError as exc:
+        from ansible.errors import AnsibleFilterError
+
+        raise AnsibleFilterError(f"dsrprov: {exc}") from None
+
+
 def _filter_firewall_rules(vips: Any, services: Any = None, ports: Any = None) -> list[dict[str, Any]]:
     try:
         return firewall_rules(vips, services, ports)
@@ -123,7 +171,10 @@ def _filter_firewall_rules(vips: Any, services: Any = None, ports: Any = None) -
 
 
 class FilterModule:
-    """Ansible filter: ``dsr_windows_firewall_rules``."""
+    """Ansible filters: ``dsr_windows_firewall_rules``, ``dsr_windows_firewall_profile``."""
 
     def filters(self) -> dict[str, Any]:
-        return {"dsr_windows_firewall_rules": _filter_firewall_rules}
+        return {
+            "dsr_windows_firewall_rules": _filter_firewall_rules,
+            "dsr_windows_firewall_profile": _filter_firewall_profile,
+        }

@@ -35,9 +35,11 @@ $module.Result.network_adapter = $null
 $module.Result.host_addresses = @()
 $module.Result.loopback_adapters = @()
 
-# Windows Server 2012 is build 9200. Anything older has no NetAdapter/NetTCPIP
-# cmdlets: return what we know, the role turns it into a clear error.
-if ($module.Result.os_build -lt 9200) {
+# Windows Server 2016 is build 14393, the oldest the role (and Ansible)
+# supports. On anything older read nothing more (2008 R2 has no NetAdapter
+# cmdlets at all): return what we know, the role turns it into a clear error.
+$module.Result.minimum_build = 14393
+if ($module.Result.os_build -lt $module.Result.minimum_build) {
     $module.ExitJson()
 }
 

@@ -10,9 +10,10 @@ description:
     rights, which adapter is "the network adapter", the host's own addresses
     and any Microsoft KM-TEST Loopback Adapters.
   - Never changes anything; the same in check mode.
-  - On a build older than 9200 (Windows Server 2012) it returns only
-    C(os_build), C(os_version) and C(is_admin), so the role can stop with a
-    clear message before any change.
+  - On a build older than 14393 (Windows Server 2016, the oldest that
+    Ansible supports) it returns only C(os_build), C(os_version),
+    C(minimum_build) and C(is_admin), so the role can stop with a clear
+    message before any change.
 options:
   network_adapter:
     description:
@@ -50,7 +51,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 os_build:
-  description: Windows build number (9200 is Windows Server 2012).
+  description: Windows build number (14393 is Windows Server 2016).
   returned: always
   type: int
   sample: 20348
@@ -59,9 +60,13 @@ os_version:
   returned: always
   type: str
   sample: 10.0.20348.0
+minimum_build:
+  description: The oldest build the role supports, 14393 (Windows Server 2016).
+  returned: always
+  type: int
 os_caption:
   description: Product name.
-  returned: when the build is 9200 or later
+  returned: when the build is 14393 or later
   type: str
 is_admin:
   description: Whether the connection runs with administrator rights.

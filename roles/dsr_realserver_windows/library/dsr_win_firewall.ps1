@@ -8,8 +8,17 @@
 #   New-NetFirewallRule -Name -DisplayName -Group -Direction Inbound -Action Allow
 #                       -Profile Any -Protocol TCP|UDP -LocalPort -LocalAddress
 #   Get-NetFirewallRule -Group, Get-NetFirewallPortFilter, Get-NetFirewallAddressFilter
+#   Set-NetFirewallRule -Name -Profile -Direction -Action -Enabled -Protocol -LocalPort -LocalAddress
 #   Remove-NetFirewallRule -Name
 #     https://learn.microsoft.com/powershell/module/netsecurity/new-netfirewallrule
+#
+# Profile is a flags enum (Any = 0, Domain = 1, Private = 2, Public = 4):
+# a rule reads back as "Domain, Private" whatever spelling created it, so
+# profiles are compared as flags, never as text. The option is validated
+# before anything changes, and a rule that differs is updated in place
+# (Set-NetFirewallRule): a working rule is never removed before its
+# replacement exists, and rules no longer wanted go only after the wanted
+# ones are in place.
 
 #AnsibleRequires -CSharpUtil Ansible.Basic
 
@@ -36,10 +45,47 @@ $spec = @{
 
 $module = [Ansible.Basic.AnsibleModule]::Create($args, $spec)
 $group = $module.Params.group
-$fwProfile = $module.Params.profile
 $check = $module.CheckMode
 $module.Result.changed = $false
 $module.Result.actions = [System.Collections.ArrayList]@()
+
+$profileFlags = [ordered]@{ Domain = 1; Private = 2; Public = 4 }
+
+function ConvertTo-ProfileFlag {
+    # "Any", "Domain,Private", "Domain, Private" or the number: the flags,
+    # or a string saying what is wrong.
+    param([string]$Text)
+    $trimmed = $Text.Trim()
+    $number = 0
+    if ([int]::TryParse($trimmed, [ref]$number)) { return $number }
+    $names = @($trimmed -split ',' | ForEach-Object { $_.Trim() } | Where-Object { $_ })
+    if ($names.Count -eq 0) { return "an empty profile" }
+    $flags = 0
+    foreach ($n in $names) {
+        if ($n -eq 'Any') {
+            if ($names.Count -gt 1) { return "'Any' cannot be combined with other profiles" }
+            return 0
+        }
+        $known = @($profileFlags.Keys | Where-Object { $_ -eq $n })
+        if ($known.Count -eq 0) { return "'$n' is not a firewall profile" }
+        $flags = $flags -bor $profileFlags[$known[0]]
+    }
+    return $flags
+}
+
+function Format-ProfileFlag {
+    # The spelling Windows uses when it shows a rule: "Any", "Domain, Private".
+    param([int]$Flags)
+    if ($Flags -eq 0) { return 'Any' }
+    return (@($profileFlags.Keys | Where-Object { $Flags -band $profileFlags[$_] }) -join ', ')
+}
+
+# Validate before any change: a typo must not cost the service its rule.
+$wantedFlags = ConvertTo-ProfileFlag -Text $module.Params.profile
+if ($wantedFlags -is [string]) {
+    $module.FailJson("profile '$($module.Params.profile)': $wantedFlags; use Any, or one or more of Domain, Private, Public (comma-separated). Nothing was changed.")
+}
+$fwProfile = Format-ProfileFlag -Flags $wantedFlags
 
 function ConvertTo-Address {
     param([string]$Text)
@@ -58,7 +104,7 @@ function Get-RuleState {
         enabled = [string]$Rule.Enabled
         direction = [string]$Rule.Direction
         action = [string]$Rule.Action
-        profile = [string]$Rule.Profile
+        profile = ConvertTo-ProfileFlag -Text ([string]$Rule.Profile)
         protocol = ([string]$ports.Protocol).ToLowerInvariant()
         port = (@($ports.LocalPort) -join ',')
         local_address = ($local -join ',')
@@ -77,7 +123,7 @@ if ($module.Params.state -eq 'present') {
             enabled = 'True'
             direction = 'Inbound'
             action = 'Allow'
-            profile = $fwProfile
+            profile = $wantedFlags
             protocol = $r.protocol
             port = [string]$r.port
             local_address = (ConvertTo-Address -Text $r.vip)
@@ -88,18 +134,11 @@ if ($module.Params.state -eq 'present') {
 
 function Test-Same {
     param($Have, $Want)
-    foreach ($k in @('enabled', 'direction', 'action', 'profile', 'protocol', 'port', 'local_address')) {
+    foreach ($k in @('enabled', 'direction', 'action', 'protocol', 'port', 'local_address')) {
         if ([string]$Have[$k] -ne [string]$Want[$k]) { return $false }
     }
-    return $true
-}
-
-foreach ($name in @($existing.Keys)) {
-    if (-not $wanted.Contains($name)) {
-        $module.Result.changed = $true
-        [void]$module.Result.actions.Add("remove rule $name")
-        if (-not $check) { Remove-NetFirewallRule -Name $name -ErrorAction Stop }
-    }
+    # Flags against flags ("Domain, Private" read back equals "Domain,Private").
+    return ($Have.profile -is [int]) -and ($Have.profile -eq $Want.profile)
 }
 
 foreach ($name in @($wanted.Keys)) {
@@ -109,21 +148,18 @@ foreach ($name in @($wanted.Keys)) {
     if ($have -and (Test-Same -Have $have -Want $want)) { continue }
     $module.Result.changed = $true
     if ($have) {
-        [void]$module.Result.actions.Add("replace rule $name")
+        [void]$module.Result.actions.Add("update rule $name")
     }
     else {
         [void]$module.Result.actions.Add("add rule $name")
     }
     if ($check) { continue }
-    if ($have) { Remove-NetFirewallRule -Name $name -ErrorAction Stop }
     $what = "$($want.protocol.ToUpperInvariant())/$($want.port) on $($want.local_address)"
     $services = ''
     if ($want.services -and $want.services.Count -gt 0) { $services = " ($($want.services -join ', '))" }
     $ruleParams = @{
         Name = $name
-        DisplayName = "dsrprov DSR $what"
         Description = "Direct Server Return: allow $what$services. The VIP sits on the KM-TEST loopback, an unidentified (Public) network. Managed by dsrprov (Ansible role dsr_realserver_windows)."
-        Group = $group
         Direction = 'Inbound'
         Action = 'Allow'
         Enabled = 'True'
@@ -133,7 +169,25 @@ foreach ($name in @($wanted.Keys)) {
         LocalAddress = $want.local_address
         ErrorAction = 'Stop'
     }
-    New-NetFirewallRule @ruleParams | Out-Null
+    if ($have) {
+        # In place: the rule keeps working until the new values are set.
+        $ruleParams.NewDisplayName = "dsrprov DSR $what"
+        Set-NetFirewallRule @ruleParams
+    }
+    else {
+        $ruleParams.DisplayName = "dsrprov DSR $what"
+        $ruleParams.Group = $group
+        New-NetFirewallRule @ruleParams | Out-Null
+    }
+}
+
+# Rules no longer wanted go last, once every wanted rule is in place.
+foreach ($name in @($existing.Keys)) {
+    if (-not $wanted.Contains($name)) {
+        $module.Result.changed = $true
+        [void]$module.Result.actions.Add("remove rule $name")
+        if (-not $check) { Remove-NetFirewallRule -Name $name -ErrorAction Stop }
+    }
 }
 
 # Diff: one readable line per rule.
@@ -142,7 +196,9 @@ function Format-Rules {
     $out = [ordered]@{}
     foreach ($name in $Rules.Keys) {
         $r = $Rules[$name]
-        $out[$name] = "$($r.direction) $($r.action) $($r.protocol)/$($r.port) to $($r.local_address), profile $($r.profile), enabled $($r.enabled)"
+        $shown = $r.profile
+        if ($shown -isnot [string]) { $shown = Format-ProfileFlag -Flags $shown }
+        $out[$name] = "$($r.direction) $($r.action) $($r.protocol)/$($r.port) to $($r.local_address), profile $shown, enabled $($r.enabled)"
     }
     return $out
 }

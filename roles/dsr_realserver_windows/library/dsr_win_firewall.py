@@ -9,6 +9,9 @@ description:
     set to the VIP and C(LocalPort) to the port, in the rule group O(group).
   - Rules in O(group) that are not in O(rules) are removed, so the group
     holds exactly the wanted rules; C(state=absent) removes the whole group.
+  - A rule that differs from the wanted one is updated in place
+    (C(Set-NetFirewallRule)), never removed and re-created, and rules no
+    longer wanted are removed only after the wanted ones are in place.
   - The profile is C(Any) by default. The KM-TEST loopback has no gateway, so
     Windows puts it in an unidentified network with the Public profile;
     scoping each rule to a VIP and port keeps it as narrow as a
@@ -25,7 +28,13 @@ options:
     type: str
     default: dsrprov
   profile:
-    description: Firewall profile of the rules (C(Any), C(Public), C(Private), C(Domain) or a comma-separated list).
+    description:
+      - Firewall profile of the rules, C(Any) or one or more of C(Domain),
+        C(Private), C(Public), comma-separated (case and spaces do not
+        matter).
+      - Anything else fails the module before any rule changes. Profiles
+        are compared as flags, so C(Domain,Private) matches a rule that
+        Windows shows as C(Domain, Private).
     type: str
     default: Any
   rules:

@@ -14,14 +14,25 @@
 #   SetupDiSetDeviceRegistryPropertyW(set, &data, SPDRP_HARDWAREID, "*MSLOOP\0\0", size)
 #   SetupDiCallClassInstaller(DIF_REGISTERDEVICE, set, &data)
 #   UpdateDriverForPlugAndPlayDevicesW(NULL, "*MSLOOP", "%windir%\inf\netloop.inf",
-#                                      INSTALLFLAG_FORCE, &reboot)
+#                                      INSTALLFLAG_FORCE | INSTALLFLAG_NONINTERACTIVE, &reboot)
 #     https://learn.microsoft.com/windows/win32/api/newdev/nf-newdev-updatedriverforplugandplaydevicesw
-# On any failure after the device was registered, the half-made device is
-# removed again with SetupDiCallClassInstaller(DIF_REMOVE) (the default
-# handler is SetupDiRemoveDevice, which deletes every trace of the instance).
+#     (INSTALLFLAG_NONINTERACTIVE: "Set this flag only if the function will be
+#     called from a component (such as a service) that cannot display UI";
+#     a WinRM session is one. With it, a driver install that wants UI fails
+#     instead of waiting for a click nobody can give.)
+# Removal, on any failure after the device was registered and for
+# state=absent, is devcon's remove path (Windows-driver-samples,
+# setup/devcon): SetupDiSetClassInstallParamsW(set, &data,
+# SP_REMOVEDEVICE_PARAMS{ {sizeof(SP_CLASSINSTALL_HEADER), DIF_REMOVE},
+# DI_REMOVEDEVICE_GLOBAL, 0 }, sizeof(SP_REMOVEDEVICE_PARAMS)), then
+# SetupDiCallClassInstaller(DIF_REMOVE) (the default handler is
+# SetupDiRemoveDevice, which deletes every trace of the instance).
 # Constants: DICD_GENERATE_ID 0x1, SPDRP_HARDWAREID 0x1, DIF_REMOVE 0x5,
-# DIF_REGISTERDEVICE 0x19, DIGCF_PRESENT 0x2, INSTALLFLAG_FORCE 0x1 (setupapi.h,
-# newdev.h). Net class GUID {4d36e972-e325-11ce-bfc1-08002be10318} (devguid.h).
+# DIF_REGISTERDEVICE 0x19, DIGCF_PRESENT 0x2, DI_REMOVEDEVICE_GLOBAL 0x1,
+# INSTALLFLAG_FORCE 0x1, INSTALLFLAG_NONINTERACTIVE 0x4 (setupapi.h, newdev.h).
+# Net class GUID {4d36e972-e325-11ce-bfc1-08002be10318} (devguid.h).
+# SetupAPI's own error codes (0xE0000000 | n, setupapi.h) have no system
+# message text, so Win32Exception says "Unknown error": ErrorText names them.
 
 #AnsibleRequires -CSharpUtil Ansible.Basic
 #Requires -Module Ansible.ModuleUtils.AddType
@@ -65,9 +76,51 @@ namespace Dsrprov
         private const uint DIF_REMOVE = 0x00000005;
         private const uint DIF_REGISTERDEVICE = 0x00000019;
         private const uint DIGCF_PRESENT = 0x00000002;
+        private const uint DI_REMOVEDEVICE_GLOBAL = 0x00000001;
         private const uint INSTALLFLAG_FORCE = 0x00000001;
+        private const uint INSTALLFLAG_NONINTERACTIVE = 0x00000004;
+        // Every driver install runs over WinRM, where no UI can be shown.
+        public const uint InstallFlags = INSTALLFLAG_FORCE | INSTALLFLAG_NONINTERACTIVE;
         private const int ERROR_NO_MORE_ITEMS = 259;
         private const int ERROR_NO_SUCH_DEVINST = unchecked((int)0xE000020B);
+
+        // SetupAPI error codes (setupapi.h: APPLICATION_ERROR_MASK |
+        // ERROR_SEVERITY_ERROR | n). The system has no message text for them.
+        private static readonly Dictionary<int, string> SetupApiErrors = new Dictionary<int, string>
+        {
+            { unchecked((int)0xE0000003), "ERROR_GENERAL_SYNTAX: the INF file has a syntax error" },
+            { unchecked((int)0xE0000100), "ERROR_WRONG_INF_STYLE: the INF file is not of the expected style" },
+            { unchecked((int)0xE0000101), "ERROR_SECTION_NOT_FOUND: a section is missing from the INF file" },
+            { unchecked((int)0xE0000102), "ERROR_LINE_NOT_FOUND: a line is missing from the INF file" },
+            { unchecked((int)0xE0000200), "ERROR_NO_ASSOCIATED_CLASS: the INF file names no device setup class" },
+            { unchecked((int)0xE0000201), "ERROR_CLASS_MISMATCH: the INF file is for another device setup class" },
+            { unchecked((int)0xE0000203), "ERROR_NO_DRIVER_SELECTED: no driver was selected for the device" },
+            { unchecked((int)0xE0000205), "ERROR_INVALID_DEVINST_NAME: the device instance name is invalid" },
+            { unchecked((int)0xE0000206), "ERROR_INVALID_CLASS: the device setup class is invalid" },
+            { unchecked((int)0xE0000207), "ERROR_DEVINST_ALREADY_EXISTS: a device instance with that name already exists" },
+            { unchecked((int)0xE0000208), "ERROR_DEVINFO_NOT_REGISTERED: the device is not registered" },
+            { unchecked((int)0xE0000209), "ERROR_INVALID_REG_PROPERTY: the device registry property is invalid" },
+            { unchecked((int)0xE000020A), "ERROR_NO_INF: the INF file was not found" },
+            { unchecked((int)0xE000020B), "ERROR_NO_SUCH_DEVINST: no such device instance (the device does not exist, or no device has that hardware id)" },
+            { unchecked((int)0xE000020D), "ERROR_INVALID_CLASS_INSTALLER: the class installer is invalid" },
+            { unchecked((int)0xE000020E), "ERROR_DI_DO_DEFAULT: the class installer asked for the default action, which was not carried out" },
+            { unchecked((int)0xE0000214), "ERROR_DI_BAD_PATH: the driver path is invalid" },
+            { unchecked((int)0xE0000215), "ERROR_NO_CLASSINSTALL_PARAMS: no class install parameters were set for the request" },
+            { unchecked((int)0xE0000219), "ERROR_NO_ASSOCIATED_SERVICE: the driver installs no service" },
+            { unchecked((int)0xE0000228), "ERROR_NO_COMPAT_DRIVERS: the INF file has no driver for this hardware id" },
+            { unchecked((int)0xE000022B), "ERROR_DI_DONT_INSTALL: a class installer or co-installer refused the install" },
+            { unchecked((int)0xE000022F), "ERROR_NO_CATALOG_FOR_OEM_INF: the INF file has no signed catalog" },
+            { unchecked((int)0xE0000232), "ERROR_CANT_REMOVE_DEVINST: the device cannot be removed now (a reboot may be needed)" },
+            { unchecked((int)0xE0000235), "ERROR_IN_WOW64: a 32-bit process cannot install devices on 64-bit Windows (use the 64-bit PowerShell)" },
+            { unchecked((int)0xE0000239), "ERROR_UNKNOWN_EXCEPTION: the class installer raised an exception" },
+            { unchecked((int)0xE000023A), "ERROR_PNP_REGISTRY_ERROR: the Plug and Play registry is inconsistent" },
+            { unchecked((int)0xE0000246), "ERROR_DEVICE_INSTALLER_NOT_READY: the device installer is busy (another install is running); try again" },
+            { unchecked((int)0xE0000247), "ERROR_DRIVER_STORE_ADD_FAILED: the driver could not be added to the driver store" },
+            { unchecked((int)0xE0000248), "ERROR_DEVICE_INSTALL_BLOCKED: device installation is blocked by policy" },
+            { unchecked((int)0xE0000249), "ERROR_DRIVER_INSTALL_BLOCKED: driver installation is blocked by policy" },
+            { unchecked((int)0xE000024B), "ERROR_FILE_HASH_NOT_IN_CATALOG: a driver file does not match its signed catalog" },
+            { unchecked((int)0xE0001000), "ERROR_NOT_INSTALLED: the device or driver is not installed" },
+        };
         private static readonly IntPtr INVALID_HANDLE_VALUE = new IntPtr(-1);
         private static readonly Guid NetClassGuid = new Guid("4d36e972-e325-11ce-bfc1-08002be10318");
 
@@ -80,6 +133,24 @@ namespace Dsrprov
             public Guid ClassGuid;
             public uint DevInst;
             public IntPtr Reserved;
+        }
+
+        // setupapi.h: SP_CLASSINSTALL_HEADER { DWORD cbSize; DI_FUNCTION
+        // InstallFunction; } and SP_REMOVEDEVICE_PARAMS { header; DWORD Scope;
+        // DWORD HwProfile; }: 8 and 16 bytes on x86 and x64 alike.
+        [StructLayout(LayoutKind.Sequential)]
+        public struct SP_CLASSINSTALL_HEADER
+        {
+            public uint cbSize;
+            public uint InstallFunction;
+        }
+
+        [StructLayout(LayoutKind.Sequential)]
+        public struct SP_REMOVEDEVICE_PARAMS
+        {
+            public SP_CLASSINSTALL_HEADER ClassInstallHeader;
+            public uint Scope;
+            public uint HwProfile;
         }
 
         [DllImport("setupapi.dll", SetLastError = true)]
@@ -97,6 +168,11 @@ namespace Dsrprov
         [DllImport("setupapi.dll", SetLastError = true)]
         private static extern bool SetupDiCallClassInstaller(uint InstallFunction, IntPtr DeviceInfoSet,
             ref SP_DEVINFO_DATA DeviceInfoData);
+
+        [DllImport("setupapi.dll", CharSet = CharSet.Unicode, SetLastError = true)]
+        private static extern bool SetupDiSetClassInstallParamsW(IntPtr DeviceInfoSet,
+            ref SP_DEVINFO_DATA DeviceInfoData, ref SP_REMOVEDEVICE_PARAMS ClassInstallParams,
+            uint ClassInstallParamsSize);
 
         [DllImport("setupapi.dll", SetLastError = true)]
         private static extern bool SetupDiDestroyDeviceInfoList(IntPtr DeviceInfoSet);
@@ -127,11 +203,27 @@ namespace Dsrprov
         private static extern bool UpdateDriverForPlugAndPlayDevicesW(IntPtr hwndParent, string HardwareId,
             string FullInfPath, uint InstallFlags, out bool bRebootRequired);
 
+        // Words for an error code: SetupAPI's own codes by name and meaning,
+        // any other through the system's message table.
+        public static string ErrorText(int code)
+        {
+            string text;
+            if (SetupApiErrors.TryGetValue(code, out text))
+                return text;
+            if ((code & unchecked((int)0xE0000000)) == unchecked((int)0xE0000000))
+                return "SetupAPI error not listed by dsrprov (look it up in setupapi.h)";
+            return new Win32Exception(code).Message;
+        }
+
+        public static string FailureMessage(string call, int code)
+        {
+            return String.Format("{0} failed: {1} (0x{2:X8})", call, ErrorText(code), code);
+        }
+
         private static Win32Exception Failure(string call)
         {
             int code = Marshal.GetLastWin32Error();
-            string text = new Win32Exception(code).Message;
-            return new Win32Exception(code, String.Format("{0} failed: {1} (0x{2:X8})", call, text, code));
+            return new Win32Exception(code, FailureMessage(call, code));
         }
 
         private static SP_DEVINFO_DATA NewData()
@@ -213,6 +305,23 @@ namespace Dsrprov
             return found.ToArray();
         }
 
+        // Remove one device of the set the way devcon does: the remove
+        // parameters (global scope: every hardware profile) first, then
+        // DIF_REMOVE.
+        private static void RemoveElement(IntPtr set, ref SP_DEVINFO_DATA data)
+        {
+            SP_REMOVEDEVICE_PARAMS parameters = new SP_REMOVEDEVICE_PARAMS();
+            parameters.ClassInstallHeader.cbSize = (uint)Marshal.SizeOf(typeof(SP_CLASSINSTALL_HEADER));
+            parameters.ClassInstallHeader.InstallFunction = DIF_REMOVE;
+            parameters.Scope = DI_REMOVEDEVICE_GLOBAL;
+            parameters.HwProfile = 0;
+            if (!SetupDiSetClassInstallParamsW(set, ref data, ref parameters,
+                    (uint)Marshal.SizeOf(typeof(SP_REMOVEDEVICE_PARAMS))))
+                throw Failure("SetupDiSetClassInstallParamsW(DIF_REMOVE)");
+            if (!SetupDiCallClassInstaller(DIF_REMOVE, set, ref data))
+                throw Failure("SetupDiCallClassInstaller(DIF_REMOVE)");
+        }
+
         // Create the root-enumerated device and install infPath for it.
         // Returns the new device instance id; rebootRequired as newdev says.
         public static string Install(string hardwareId, string infPath, out bool rebootRequired)
@@ -224,6 +333,7 @@ namespace Dsrprov
                 throw Failure("SetupDiCreateDeviceInfoList");
             SP_DEVINFO_DATA data = NewData();
             bool registered = false;
+            string instanceId = null;
             try
             {
                 // "Net" is the class name, as devcon passes it; with
@@ -236,19 +346,28 @@ namespace Dsrprov
                 if (!SetupDiCallClassInstaller(DIF_REGISTERDEVICE, set, ref data))
                     throw Failure("SetupDiCallClassInstaller(DIF_REGISTERDEVICE)");
                 registered = true;
-                string instanceId = InstanceId(set, ref data);
+                instanceId = InstanceId(set, ref data);
                 bool reboot;
-                if (!UpdateDriverForPlugAndPlayDevicesW(IntPtr.Zero, hardwareId, infPath, INSTALLFLAG_FORCE, out reboot))
+                if (!UpdateDriverForPlugAndPlayDevicesW(IntPtr.Zero, hardwareId, infPath, InstallFlags, out reboot))
                     throw Failure("UpdateDriverForPlugAndPlayDevicesW(" + infPath + ")");
                 rebootRequired = reboot;
                 return instanceId;
             }
-            catch
+            catch (Win32Exception failure)
             {
                 // Never leave a half-made device behind. Before DIF_REGISTERDEVICE
                 // the element lives only in the set and goes with it.
-                if (registered)
-                    SetupDiCallClassInstaller(DIF_REMOVE, set, ref data);
+                if (!registered)
+                    throw;
+                try
+                {
+                    RemoveElement(set, ref data);
+                }
+                catch (Win32Exception cleanup)
+                {
+                    // Say so: the caller must not claim the host is clean.
+                    throw new LoopbackCleanupException(failure, instanceId, cleanup);
+                }
                 throw;
             }
             finally
@@ -262,7 +381,7 @@ namespace Dsrprov
         public static bool UpdateDriver(string hardwareId, string infPath)
         {
             bool reboot;
-            if (!UpdateDriverForPlugAndPlayDevicesW(IntPtr.Zero, hardwareId, infPath, INSTALLFLAG_FORCE, out reboot))
+            if (!UpdateDriverForPlugAndPlayDevicesW(IntPtr.Zero, hardwareId, infPath, InstallFlags, out reboot))
                 throw Failure("UpdateDriverForPlugAndPlayDevicesW(" + infPath + ")");
             return reboot;
         }
@@ -283,14 +402,25 @@ namespace Dsrprov
                         return false;
                     throw Failure("SetupDiOpenDeviceInfoW(" + instanceId + ")");
                 }
-                if (!SetupDiCallClassInstaller(DIF_REMOVE, set, ref data))
-                    throw Failure("SetupDiCallClassInstaller(DIF_REMOVE)");
+                RemoveElement(set, ref data);
                 return true;
             }
             finally
             {
                 SetupDiDestroyDeviceInfoList(set);
             }
+        }
+    }
+
+    // An install failed and the half-made device it left could not be
+    // removed either: both errors, and the device, are named.
+    public class LoopbackCleanupException : Win32Exception
+    {
+        public LoopbackCleanupException(Win32Exception failure, string instanceId, Win32Exception cleanup)
+            : base(failure.NativeErrorCode, String.Format(
+                "{0}; removing the half-made device {1} failed too: {2}. Remove it in Device Manager",
+                failure.Message, instanceId ?? "(unknown id)", cleanup.Message))
+        {
         }
     }
 }
@@ -303,6 +433,27 @@ function Get-ErrorText {
     $e = $ErrorRecord.Exception
     if ($e.InnerException) { $e = $e.InnerException }
     return $e.Message
+}
+
+function Save-PriorName {
+    # Taking over a loopback made by hand (the vendor manual's way): record
+    # its name before the first rename, where dsr_win_netconfig keeps every
+    # value it changes (<registry_key>\prior\<interface guid>), so that
+    # state=absent gives it back. Never overwritten: the first name counts.
+    param([string]$Guid, [string]$Value)
+    if (-not $Guid) { return }
+    $key = "$regKey\prior\$Guid"
+    if (-not (Test-Path -LiteralPath $key)) { New-Item -Path $key -Force | Out-Null }
+    $existing = Get-ItemProperty -LiteralPath $key -ErrorAction SilentlyContinue
+    if ($existing -and ($existing.PSObject.Properties.Name -contains 'name')) { return }
+    New-ItemProperty -LiteralPath $key -Name 'name' -Value $Value -PropertyType String -Force | Out-Null
+}
+
+function Test-CreatedByRole {
+    # True when this role installed the adapter (its marker names it).
+    param($Current)
+    return ([bool]$Current.marker.created -and $Current.adapter -and
+        ([string]$Current.adapter.PnPDeviceID -eq [string]$Current.marker.instance_id))
 }
 
 function Get-Marker {
@@ -451,6 +602,11 @@ if ($state -eq 'present') {
                 $newId = [Dsrprov.LoopbackDevice]::Install($hardwareId, $infPath, [ref]$reboot)
             }
             catch {
+                $inner = $_.Exception
+                if ($inner.InnerException) { $inner = $inner.InnerException }
+                if ($inner -is [Dsrprov.LoopbackCleanupException]) {
+                    $module.FailJson("the Microsoft KM-TEST Loopback Adapter failed to install: $($inner.Message). Nothing else was changed.", $_)
+                }
                 $module.FailJson("the Microsoft KM-TEST Loopback Adapter failed to install: $(Get-ErrorText -ErrorRecord $_). Any half-made device was removed again; nothing else was changed.", $_)
             }
             Set-Marker -InstanceId $newId
@@ -458,7 +614,13 @@ if ($state -eq 'present') {
             $adapter = Wait-Adapter -InstanceId $newId
             if (-not $adapter) {
                 # The driver did not come up: undo, so a re-run starts clean.
-                try { [Dsrprov.LoopbackDevice]::Remove($newId) | Out-Null } catch { $null = $_ }
+                try {
+                    [Dsrprov.LoopbackDevice]::Remove($newId) | Out-Null
+                }
+                catch {
+                    # The marker stays, so state=absent (or a re-run) finds it.
+                    $module.FailJson("the Microsoft KM-TEST Loopback Adapter was installed ($newId) but no network adapter appeared within $($module.Params.wait_seconds) s, and removing the device failed: $(Get-ErrorText -ErrorRecord $_). See %windir%\inf\setupapi.dev.log.", $_)
+                }
                 Clear-Marker
                 $module.FailJson("the Microsoft KM-TEST Loopback Adapter was installed ($newId) but no network adapter appeared within $($module.Params.wait_seconds) s; the device was removed again. See %windir%\inf\setupapi.dev.log.")
             }
@@ -486,10 +648,15 @@ if ($state -eq 'present') {
     }
 
     # 2. Rename.
+    # A loopback that exists and that this role did not install is taken over.
+    $module.Result.taken_over = [bool]($current.adapter -and -not (Test-CreatedByRole -Current $current))
     if ($current.adapter -and $current.adapter.Name -ne $name) {
         $module.Result.changed = $true
         $after.name = $name
         if (-not $module.CheckMode) {
+            if ($module.Result.taken_over) {
+                Save-PriorName -Guid ([string]$current.adapter.InterfaceGuid) -Value ([string]$current.adapter.Name)
+            }
             Rename-NetAdapter -Name $current.adapter.Name -NewName $name -ErrorAction Stop
             $current = Get-LoopbackState
         }

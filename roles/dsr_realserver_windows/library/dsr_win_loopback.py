@@ -14,9 +14,18 @@ description:
   - Records in the registry (O(registry_key), values C(LoopbackCreatedByRole)
     and C(LoopbackInstanceId)) that it created the device; C(state=absent)
     removes the device only then.
+  - A loopback that exists and that this module did not create (one made by
+    hand, following the vendor manual) is taken over; its name is recorded
+    under O(registry_key)C(\\prior\\<interface guid>) before the rename,
+    and C(dsr_win_netconfig state=absent) gives it back.
+  - The driver is installed with C(INSTALLFLAG_NONINTERACTIVE), because over WinRM
+    no UI can be shown; an install that wants UI then fails instead of
+    waiting.
   - If the install fails after the device was registered, the half-made
-    device is removed (C(DIF_REMOVE)) and the module fails with the Win32
-    error.
+    device is removed as devcon removes a device (C(SP_REMOVEDEVICE_PARAMS)
+    with C(DI_REMOVEDEVICE_GLOBAL), then C(DIF_REMOVE)) and the module fails
+    with the error, SetupAPI codes named (for example
+    C(ERROR_NO_SUCH_DEVINST)) and the code in hex.
   - Check mode reports what would happen and changes nothing; C(--diff)
     shows the adapter before and after.
 options:
@@ -81,5 +90,9 @@ created_by_role:
 reboot_required:
   description: Whether Windows asked for a reboot to finish the driver install.
   returned: always
+  type: bool
+taken_over:
+  description: Whether the loopback existed before and was not created by this module.
+  returned: when O(state=present)
   type: bool
 """

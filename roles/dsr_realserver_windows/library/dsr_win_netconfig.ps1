@@ -18,10 +18,17 @@
 #     metric off, so AutomaticMetric is only set on its own.)
 #   Set-DnsClient -InterfaceIndex -RegisterThisConnectionsAddress $false
 #     https://learn.microsoft.com/powershell/module/dnsclient/set-dnsclient
+#   Get-NetRoute / Remove-NetRoute / New-NetRoute -PolicyStore ActiveStore|PersistentStore
+#     https://learn.microsoft.com/powershell/module/nettcpip/new-netroute
+#     (a gateway typed into the adapter's properties is a route in both
+#     stores; each store is read, removed and put back on its own)
 #
 # Every value this module changes on an adapter the role did not create is
 # first recorded under <registry_key>\prior\<interface guid>, so that
-# state=absent puts back exactly what was there (and nothing else).
+# state=absent puts back exactly what was there (and nothing else). On a
+# loopback taken over from a manual setup that includes its name (recorded
+# by dsr_win_loopback) and the default routes removed from it
+# (DefaultRoutes, one "family|prefix|next hop|metric|stores" per route).
 
 #AnsibleRequires -CSharpUtil Ansible.Basic
 
@@ -154,6 +161,54 @@ function Get-DefaultRoutes {
     return @(Get-NetRoute -InterfaceIndex $Index -ErrorAction SilentlyContinue |
             Where-Object { $_.DestinationPrefix -eq '0.0.0.0/0' -or $_.DestinationPrefix -eq '::/0' } |
             ForEach-Object { "$($_.DestinationPrefix) via $($_.NextHop)" })
+}
+
+function Get-DefaultRouteRecords {
+    # The default routes of an interface, one record per route with the
+    # policy stores that hold it: "IPv4|0.0.0.0/0|192.0.2.1|0|ActiveStore,PersistentStore".
+    param([int]$Index)
+    $byRoute = [ordered]@{}
+    foreach ($store in @('ActiveStore', 'PersistentStore')) {
+        foreach ($route in @(Get-NetRoute -InterfaceIndex $Index -PolicyStore $store -ErrorAction SilentlyContinue |
+                    Where-Object { $_.DestinationPrefix -eq '0.0.0.0/0' -or $_.DestinationPrefix -eq '::/0' })) {
+            $key = "$($route.AddressFamily)|$($route.DestinationPrefix)|$($route.NextHop)"
+            if (-not $byRoute.Contains($key)) {
+                $byRoute[$key] = @{ metric = [int]$route.RouteMetric; stores = @() }
+            }
+            $byRoute[$key].stores += $store
+        }
+    }
+    return @($byRoute.Keys | ForEach-Object { "$_|$($byRoute[$_].metric)|$($byRoute[$_].stores -join ',')" })
+}
+
+function ConvertFrom-RouteRecord {
+    param([string]$Record)
+    $family, $prefix, $nextHop, $routeMetric, $stores = $Record -split '\|', 5
+    return @{
+        family = $family
+        prefix = $prefix
+        next_hop = $nextHop
+        metric = [int]$routeMetric
+        stores = @($stores -split ',' | Where-Object { $_ })
+        key = "$family|$prefix|$nextHop"
+    }
+}
+
+function Add-PriorRoute {
+    # Record a default route before removing it. Unlike Save-Prior, records
+    # accumulate: a route added by hand after the first run is kept as well;
+    # the first record of a route wins.
+    param([string]$Guid, [string]$Record)
+    if ($check -or -not $Guid) { return }
+    $key = "$priorRoot\$Guid"
+    if (-not (Test-Path -LiteralPath $key)) { New-Item -Path $key -Force | Out-Null }
+    $existing = Get-ItemProperty -LiteralPath $key -ErrorAction SilentlyContinue
+    $list = @()
+    if ($existing -and ($existing.PSObject.Properties.Name -contains 'DefaultRoutes')) { $list = @($existing.DefaultRoutes) }
+    $new = ConvertFrom-RouteRecord -Record $Record
+    if (@($list | Where-Object { (ConvertFrom-RouteRecord -Record $_).key -eq $new.key }).Count -gt 0) { return }
+    $list += $Record
+    New-ItemProperty -LiteralPath $key -Name 'DefaultRoutes' -Value ([string[]]$list) -PropertyType MultiString -Force | Out-Null
 }
 
 function Get-RegisterDns {
@@ -308,10 +363,19 @@ if ($state -eq 'present') {
                 $lbAfter.addresses.Remove($old)
             }
         }
-        foreach ($route in @(Get-NetRoute -InterfaceIndex $lbIndex -ErrorAction SilentlyContinue | Where-Object { $_.DestinationPrefix -eq '0.0.0.0/0' -or $_.DestinationPrefix -eq '::/0' })) {
-            Add-Action "$loopbackName remove default route $($route.DestinationPrefix) via $($route.NextHop)"
+        # No gateway on the loopback. A loopback set up by hand may have one
+        # (a default route): recorded first when the role did not create the
+        # adapter, so state=absent puts it back, then removed from each
+        # policy store that holds it (the persistent one too, or it would
+        # come back at the next boot).
+        foreach ($record in @(Get-DefaultRouteRecords -Index $lbIndex)) {
+            $route = ConvertFrom-RouteRecord -Record $record
+            Add-Action "$loopbackName remove default route $($route.prefix) via $($route.next_hop) ($($route.stores -join ', '))"
             if (-not $check) {
-                $route | Remove-NetRoute -Confirm:$false -ErrorAction Stop
+                if ($recordLb) { Add-PriorRoute -Guid ([string]$lb.InterfaceGuid) -Record $record }
+                foreach ($store in $route.stores) {
+                    Remove-NetRoute -InterfaceIndex $lbIndex -DestinationPrefix $route.prefix -NextHop $route.next_hop -PolicyStore $store -Confirm:$false -ErrorAction Stop
+                }
             }
         }
         $lbAfter.default_routes = @()
@@ -333,14 +397,20 @@ if ($state -eq 'present') {
                 if ($recordLb -and -not $check) {
                     Save-Prior -Guid ([string]$lb.InterfaceGuid) -Name "$family.automatic_metric" -Value $cur.automatic_metric
                 }
+                $setsMetric = ([int]$cur.interface_metric -ne $metric)
                 Set-IfValue -Adapter $lb -Family $family -Current $cur -Setting 'interface_metric' -Want ([string]$metric) -Record $recordLb
                 $cur.interface_metric = $metric
-                if (-not $check) {
-                    $cur.automatic_metric = (Get-IfState -Index $lbIndex -Family $family).automatic_metric
-                }
-                else {
-                    if ($cur.automatic_metric -ne 'Disabled') { Add-Action "$loopbackName $family automatic_metric: $($cur.automatic_metric) -> Disabled" }
-                    $cur.automatic_metric = 'Disabled'
+                if ($setsMetric) {
+                    # Setting the metric turns automatic metric off by itself
+                    # (NetworkingDsc notes it): no action of its own. A real
+                    # run reads the result, check mode predicts it; the
+                    # Set-IfValue below then acts only if it did not happen.
+                    if ($check) {
+                        $cur.automatic_metric = 'Disabled'
+                    }
+                    else {
+                        $cur.automatic_metric = (Get-IfState -Index $lbIndex -Family $family).automatic_metric
+                    }
                 }
                 Set-IfValue -Adapter $lb -Family $family -Current $cur -Setting 'automatic_metric' -Want 'Disabled' -Record $false
             }
@@ -425,14 +495,41 @@ else {
             $before.restored[$label] = [ordered]@{}
             $after.restored[$label] = [ordered]@{}
             # Metric first: restoring automatic metric must follow the metric.
-            $ordered = @($names | Where-Object { $_ -like '*.interface_metric' }) + @($names | Where-Object { $_ -like '*.automatic_metric' }) + @($names | Where-Object { $_ -notlike '*.interface_metric' -and $_ -notlike '*.automatic_metric' -and $_ -ne 'name' }) + @($names | Where-Object { $_ -eq 'name' })
+            # Default routes after the interface values, the name last.
+            $special = @('name', 'DefaultRoutes')
+            $ordered = @($names | Where-Object { $_ -like '*.interface_metric' }) + @($names | Where-Object { $_ -like '*.automatic_metric' }) + @($names | Where-Object { $_ -notlike '*.interface_metric' -and $_ -notlike '*.automatic_metric' -and $special -notcontains $_ }) + @($names | Where-Object { $_ -eq 'DefaultRoutes' }) + @($names | Where-Object { $_ -eq 'name' })
             foreach ($valueName in $ordered) {
+                if ($valueName -eq 'DefaultRoutes') {
+                    $missing = @()
+                    foreach ($record in @($values.DefaultRoutes)) {
+                        $route = ConvertFrom-RouteRecord -Record $record
+                        foreach ($store in $route.stores) {
+                            $present = @(Get-NetRoute -InterfaceIndex ([int]$adapter.ifIndex) -DestinationPrefix $route.prefix -NextHop $route.next_hop -PolicyStore $store -ErrorAction SilentlyContinue)
+                            if ($present.Count -gt 0) { continue }
+                            $missing += "$($route.prefix) via $($route.next_hop) ($store)"
+                            Add-Action "$label put back default route $($route.prefix) via $($route.next_hop), metric $($route.metric) ($store)"
+                            if (-not $check) {
+                                New-NetRoute -InterfaceIndex ([int]$adapter.ifIndex) -AddressFamily $route.family -DestinationPrefix $route.prefix -NextHop $route.next_hop -RouteMetric $route.metric -PolicyStore $store -ErrorAction Stop | Out-Null
+                            }
+                        }
+                    }
+                    if ($missing.Count -gt 0) {
+                        $before.restored[$label].default_routes = @()
+                        $after.restored[$label].default_routes = $missing
+                    }
+                    continue
+                }
                 $prior = [string]$values.$valueName
                 if ($valueName -eq 'name') {
                     if ($adapter.Name -ne $prior) {
                         $before.restored[$label].name = [string]$adapter.Name
                         $after.restored[$label].name = $prior
                         Add-Action "rename '$($adapter.Name)' back to '$prior'"
+                        $clash = Get-NetAdapter -Name $prior -IncludeHidden -ErrorAction SilentlyContinue
+                        if ($clash) {
+                            # The record stays, so a re-run finishes the job.
+                            $module.FailJson("cannot rename '$($adapter.Name)' back to '$prior': another adapter has that name now. Rename that one, then run state=absent again.")
+                        }
                         if (-not $check) { Rename-NetAdapter -Name $adapter.Name -NewName $prior -ErrorAction Stop }
                     }
                     continue

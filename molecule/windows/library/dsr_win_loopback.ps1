@@ -1,0 +1,1 @@
+../../../roles/dsr_realserver_windows/library/dsr_win_loopback.ps1
