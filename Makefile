@@ -16,11 +16,11 @@ image: setup
 	@sh lab/image/build.sh
 
 demo: setup
-	@$(BIN)/python -m dsrprov.demo
+	@$(BIN)/python -m dsrprov.lab.demo
 
 lint: setup
-	$(BIN)/ruff check dsrprov tests
-	$(BIN)/ruff format --check dsrprov tests
+	$(BIN)/ruff check src tests lab
+	$(BIN)/ruff format --check src tests lab
 	$(BIN)/mypy
 	$(BIN)/ansible-lint --profile production
 	$(BIN)/ansible-playbook --syntax-check site.yml

@@ -8,33 +8,25 @@ printed, not asserted."""
 from __future__ import annotations
 
 import os
-import re
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from dsrprov import lab as labmod
+from dsrprov.lab.proof import Roles, path_report
+from dsrprov.run import playbook as pb
 
-from dsrprov import lab as labmod  # noqa: E402
-from dsrprov.labproof import Roles, path_report  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 RUNS = int(os.environ.get("DSRPROV_BENCH_RUNS", "3"))
 ROLES = {"dsr_realserver_linux": "dsr_realservers_linux", "dsr_director": "dsr_directors"}
 
 
 def playbook(limit: str, *extra: str) -> tuple[float, int]:
-    start = time.monotonic()
-    proc = subprocess.run(
-        ["ansible-playbook", "-i", str(ROOT / "inventories" / "lab"), "site.yml", "--limit", limit, *extra],
-        cwd=ROOT, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    elapsed = time.monotonic() - start
-    if proc.returncode != 0:
-        sys.exit(proc.stdout + proc.stderr)
-    return elapsed, sum(int(n) for n in re.findall(r"changed=(\d+)", proc.stdout))
+    done = pb.run(ROOT / "inventories" / "lab", "--limit", limit, *extra)
+    if done.returncode != 0:
+        sys.exit(done.stdout)
+    return done.elapsed, sum(done.changed.values())
 
 
 def main() -> int:

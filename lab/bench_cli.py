@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dsrprov import lab as labmod  # noqa: E402
-from dsrprov.inventory import Inventory  # noqa: E402
+from dsrprov.model.inventory import Inventory  # noqa: E402
 
 RUNS = int(os.environ.get("DSRPROV_BENCH_RUNS", "5"))
 DSRPROV = str(Path(sys.executable).parent / "dsrprov")

@@ -29,7 +29,8 @@ def describe(option: dict[str, Any]) -> str:
 
 
 def table(role: str) -> str:
-    spec = yaml.safe_load((ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text())
+    specs = ROOT / "src" / "ansible_collections" / "dsrprov" / "dsr" / "roles" / role / "meta" / "argument_specs.yml"
+    spec = yaml.safe_load(specs.read_text())
     options = spec["argument_specs"]["main"].get("options", {})
     rows = ["| variable | type | default | description |", "|---|---|---|---|"]
     for name, option in options.items():

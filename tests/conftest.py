@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from dsrprov import lab as labmod
-from dsrprov.paths import project_root
+from dsrprov.paths import checkout_root
+from dsrprov.run import playbook as pb
 
-ROOT = project_root()
+ROOT = checkout_root()
 
 
 def venv_bin(name: str) -> str:
@@ -30,10 +30,15 @@ def ansible_env() -> dict[str, str]:
     return env
 
 
-def run_playbook(*args: str, inventory: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ansible-playbook from the project root; output captured as text."""
-    cmd = [venv_bin("ansible-playbook"), "-i", str(inventory or ROOT / "inventories" / "lab"), *args]
-    return subprocess.run(cmd, cwd=ROOT, env=ansible_env(), capture_output=True, text=True, check=False)
+def run_playbook(*args: str, inventory: Path | None = None) -> pb.PlaybookRun:
+    """The collection's site playbook through the one runner (``dsrprov.run.playbook``).
+
+    ``site.yml`` as the first argument names the checkout's entry point, which
+    imports ``dsrprov.dsr.site``: the collection's playbook runs either way."""
+    playbook = pb.SITE
+    if args and args[0].endswith((".yml", ".yaml")):
+        playbook, args = str(ROOT / args[0]), args[1:]
+    return pb.run(inventory or ROOT / "inventories" / "lab", *args, playbook=playbook, env=ansible_env(), cwd=ROOT)
 
 
 @pytest.fixture(scope="session")

@@ -42,7 +42,11 @@ POWERSHELL_MODULES = {
     "ansible.windows.win_shell": "cmd",
     "win_shell": "cmd",
 }
-DEFAULT_PATHS = ("roles/dsr_realserver_windows", "molecule/windows")
+DEFAULT_PATHS = (
+    "src/ansible_collections/dsrprov/dsr/roles/dsr_realserver_windows",
+    "src/ansible_collections/dsrprov/dsr/plugins/modules",
+    "molecule/windows",
+)
 
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 

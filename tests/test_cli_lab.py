@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from dsrprov import lab as labmod
-from dsrprov.inventory import Inventory
+from dsrprov.model.inventory import Inventory
 from tests.conftest import run_playbook
 
 pytestmark = pytest.mark.lab

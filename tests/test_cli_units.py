@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from dsrprov import cli
+from dsrprov.checks.verify import NeighbourProbe, linux_checks, neighbour_check, parse_arping, parse_ndisc6
+from dsrprov.connect.linux_facts import Listener, parse_probe
 from dsrprov.enroll import parse_hosts_file, preflight
 from dsrprov.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, UsageError, worst
-from dsrprov.facts_linux import Listener, parse_probe
-from dsrprov.inventory import Inventory
-from dsrprov.paths import project_root
-from dsrprov.runner import _RECAP, Scrubber, _message
-from dsrprov.verify import NeighbourProbe, linux_checks, neighbour_check, parse_arping, parse_ndisc6
+from dsrprov.model.inventory import Inventory
+from dsrprov.paths import checkout_root as project_root
+from dsrprov.run.playbook import Scrubber, hosts_of, message
 
 DATA = Path(__file__).parent / "data" / "linux"
 SERVICES = [{"name": "web", "vip": "10.250.2.200", "port": 80, "protocol": "tcp"}]
@@ -178,12 +178,21 @@ def test_hosts_file(tmp_path: Path) -> None:
     assert [(r.host, r.vips) for r in reqs] == [("rs1", ["10.0.0.200"]), ("rs2", ["10.0.0.201", "10.0.0.202"])]
 
 
-def test_recap_and_messages() -> None:
-    m = _RECAP.match("rs1                        : ok=7    changed=3    unreachable=0    failed=1    skipped=2")
-    assert m is not None and m.group(1) == "rs1" and m.group(3) == "3" and m.group(5) == "1"
-    assert _message('FAILED! => {"changed": false, "msg": "dsrprov: duplicate VIP 10.0.0.1"}') == (
-        "dsrprov: duplicate VIP 10.0.0.1"
-    )
+def test_results_are_read_from_the_events_of_the_run() -> None:
+    failed = {"event": "result", "status": "failed", "host": "rs1", "task": "dsr_realserver_linux : Check",
+              "changed": False, "msg": "dsrprov: duplicate VIP 10.0.0.1\nmore", "result": {}}  # fmt: skip
+    events = [
+        {"event": "task_start", "task": "x"},
+        {"event": "result", "status": "ok", "host": "rs2", "task": "Put the VIPs", "changed": True, "result": {}},
+        failed,
+        {"event": "recap", "host": "rs1", "ok": 7, "changed": 0, "unreachable": 0, "failures": 1, "skipped": 2},
+        {"event": "recap", "host": "rs2", "ok": 7, "changed": 3, "unreachable": 0, "failures": 0, "skipped": 2},
+    ]
+    hosts = hosts_of(events)
+    assert hosts["rs1"].failed == 1 and hosts["rs1"].skipped == 2 and not hosts["rs1"].success
+    assert hosts["rs1"].error == "dsr_realserver_linux : Check: dsrprov: duplicate VIP 10.0.0.1"
+    assert hosts["rs2"].changed == 3 and hosts["rs2"].changed_tasks == ["Put the VIPs"] and hosts["rs2"].success
+    assert message(failed) == "dsrprov: duplicate VIP 10.0.0.1"
     assert Scrubber(["s3cret", ""])("pw=s3cret!") == "pw=********!"
 
 
@@ -210,7 +219,7 @@ def test_help_documents_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_ipv6_real_address_is_the_global_one_beside_the_management_address() -> None:
-    from dsrprov.facts_linux import LinuxFacts, parse_ip_addr
+    from dsrprov.connect.linux_facts import LinuxFacts, parse_ip_addr
 
     facts = LinuxFacts(
         addresses=parse_ip_addr(

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from dsrprov.checks.verify import windows_checks
+from dsrprov.connect.winrm import WinRMTarget, parse_windows_facts, probe
 from dsrprov.errors import ConnectError, FailedError
-from dsrprov.probe_winrm import WinRMTarget, parse_windows_facts, probe
-from dsrprov.verify import windows_checks
 
 DATA = Path(__file__).parent / "data" / "winrm"
 SERVICES = [

@@ -28,7 +28,9 @@ import pytest
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
 REPO = Path(__file__).resolve().parent.parent
-ROLE = REPO / "roles" / "dsr_director"
+COLLECTION = REPO / "src" / "ansible_collections" / "dsrprov" / "dsr"
+ROLE = COLLECTION / "roles" / "dsr_director"
+MODULES = COLLECTION / "plugins" / "modules"
 DATA = Path(__file__).resolve().parent / "data" / "director"
 KEEPALIVED = shutil.which("keepalived") or next(
     (p for p in ("/usr/sbin/keepalived", "/sbin/keepalived") if os.access(p, os.X_OK)), None
@@ -47,7 +49,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
+        ANSIBLE_COLLECTIONS_PATH=str(REPO / "src"),
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_FORCE_COLOR="0",
         ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
@@ -123,7 +125,14 @@ GROUP_VARS = {
     "dsr_vips": ["10.0.0.200", "fd00::200"],
 }
 
-PLAY = [{"name": "Director", "hosts": "dsr_directors", "gather_facts": False, "roles": [{"role": "dsr_director"}]}]
+PLAY = [
+    {
+        "name": "Director",
+        "hosts": "dsr_directors",
+        "gather_facts": False,
+        "roles": [{"role": "dsrprov.dsr.dsr_director"}],
+    }
+]
 
 
 def _inventory(tmp_path: Path) -> Path:
@@ -210,7 +219,7 @@ def test_validation_stops_before_the_host_is_read(tmp_path: Path, extra: dict[st
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
     assert message in out, out
-    assert f"TASK [dsr_director : {FIRST_CHECK}]" in out
+    assert f"TASK [dsrprov.dsr.dsr_director : {FIRST_CHECK}]" in out
     assert FACTS_TASK not in out, "the host was contacted before the model was refused"
     assert "far-too-long-secret" not in out
 
@@ -349,7 +358,7 @@ def _render(tmp_path: Path, name: str, extra: dict[str, Any]) -> str:
             ],
         }
     ]
-    env_extra = {"ANSIBLE_FILTER_PLUGINS": str(ROLE / "filter_plugins")}
+    env_extra: dict[str, str] = {}  # the collection (src/) holds the filters
     inv = _inventory(tmp_path)
     playbook = tmp_path / f"render-{name}.yml"
     playbook.write_text(yaml.safe_dump(play, sort_keys=False))
@@ -458,7 +467,7 @@ def _load(path: Path) -> ModuleType:
 
 
 def test_manifest_is_read_back_from_the_rendered_file(tmp_path: Path, rendered: dict[str, str]) -> None:
-    facts = _load(ROLE / "library" / "dsr_director_facts.py")
+    facts = _load(MODULES / "dsr_director_facts.py")
     conf = tmp_path / "keepalived.conf"
     conf.write_text(rendered["static"])
     present, managed, entries = facts.read_manifest(str(conf))
@@ -479,7 +488,7 @@ def test_manifest_is_read_back_from_the_rendered_file(tmp_path: Path, rendered: 
 
 
 def test_ipvs_table_parser(tmp_path: Path) -> None:
-    cleanup = _load(ROLE / "library" / "dsr_director_cleanup.py")
+    cleanup = _load(MODULES / "dsr_director_cleanup.py")
     table = tmp_path / "ip_vs"
     # As read from /proc/net/ip_vs in the director VM.
     table.write_text(
@@ -506,7 +515,13 @@ def test_ipvs_table_parser(tmp_path: Path) -> None:
 
 def test_ansible_lint_production(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [_tool("ansible-lint"), "--profile", "production", "--offline", "roles/dsr_director"],
+        [
+            _tool("ansible-lint"),
+            "--profile",
+            "production",
+            "--offline",
+            "src/ansible_collections/dsrprov/dsr/roles/dsr_director",
+        ],
         cwd=REPO,
         env=_env(tmp_path),
         capture_output=True,

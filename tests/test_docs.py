@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from dsrprov.paths import project_root
+from dsrprov.paths import checkout_root as project_root
 from tests.conftest import venv_bin
 
 
@@ -37,3 +37,50 @@ def test_example_inventory_parses_and_names_every_group() -> None:
         assert inventory[group]["hosts"], group
     web2 = inventory["_meta"]["hostvars"]["web2.example.net"]
     assert web2["dsr_vips"] == ["192.0.2.100"]
+
+
+COLLECTION = project_root() / "src" / "ansible_collections" / "dsrprov" / "dsr"
+
+
+def _doc_env() -> dict[str, str]:
+    import os
+
+    return dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(project_root() / "src"))
+
+
+def test_ansible_doc_lists_every_module_of_the_collection() -> None:
+    import json
+
+    proc = subprocess.run(
+        [venv_bin("ansible-doc"), "-t", "module", "-l", "dsrprov.dsr", "--json"],
+        capture_output=True, text=True, env=_doc_env(), check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    listed = set(json.loads(proc.stdout))
+    on_disk = {f"dsrprov.dsr.{p.stem}" for p in (COLLECTION / "plugins" / "modules").glob("*.py")}
+    assert len(on_disk) >= 10 and listed == on_disk, listed ^ on_disk
+
+
+def test_every_module_has_documentation_that_ansible_doc_renders() -> None:
+    import json
+
+    for module in sorted((COLLECTION / "plugins" / "modules").glob("*.py")):
+        name = f"dsrprov.dsr.{module.stem}"
+        proc = subprocess.run(
+            [venv_bin("ansible-doc"), "-t", "module", "--json", name],
+            capture_output=True, text=True, env=_doc_env(), check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, f"{name}: {proc.stderr.strip()}"
+        doc = json.loads(proc.stdout)[name]
+        assert doc["doc"].get("short_description") and doc["doc"].get("description"), name
+        assert doc.get("examples"), f"{name}: no EXAMPLES"
+        assert doc.get("return") is not None, f"{name}: no RETURN"
+        # ansible-doc may go on after a YAML error in one block: say so loudly.
+        assert "error" not in proc.stderr.lower(), f"{name}: {proc.stderr.strip()}"
+
+
+def test_no_symlink_in_the_repository() -> None:
+    """Roles and modules are installed and copied elsewhere: a symlink breaks there."""
+    proc = subprocess.run(["git", "ls-files", "-s"], cwd=project_root(), capture_output=True, text=True, check=True)
+    links = [line.split("\t", 1)[1] for line in proc.stdout.splitlines() if line.startswith("120000 ")]
+    assert links == []

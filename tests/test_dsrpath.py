@@ -6,8 +6,8 @@ import ipaddress
 import struct
 from pathlib import Path
 
-from dsrprov.dsrpath import PathReport, analyse
-from dsrprov.pcap import read_frames
+from dsrprov.checks.dsrpath import PathReport, analyse
+from dsrprov.checks.pcap import read_frames
 
 CLIENT, DIRECTOR, RS1, RS2 = "02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:11", "02:00:00:00:00:12"
 CLIENT_IP, VIP = "10.0.0.100", "10.0.0.200"

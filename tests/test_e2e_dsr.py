@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from dsrprov import lab as labmod
-from dsrprov.labproof import Roles, arp_replies, failover, http_get, path_report
+from dsrprov.lab.proof import Roles, arp_replies, failover, http_get, path_report
 from tests.conftest import run_playbook
 
 pytestmark = pytest.mark.lab

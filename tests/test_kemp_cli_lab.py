@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dsrprov import kemp
+from ansible_collections.dsrprov.dsr.plugins.module_utils import kemp_api as kemp
 from dsrprov import lab as labmod
 from tests.kemp_simulator import KempApiSimulator, make_pki
 

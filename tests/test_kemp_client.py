@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dsrprov import kemp
+from ansible_collections.dsrprov.dsr.plugins.module_utils import kemp_api as kemp
 from tests.kemp_simulator import KempApiSimulator, SimPki, make_pki
 
 

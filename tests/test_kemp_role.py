@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from dsrprov import kemp
+from ansible_collections.dsrprov.dsr.plugins.module_utils import kemp_api as kemp
 from tests.conftest import run_playbook
 from tests.kemp_simulator import KempApiSimulator, SimPki, make_pki
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dsrprov import labcheck
+from dsrprov.lab import preflight as labcheck
 
 # `ip -o -4 addr show dev podman1` with netavark, and with CNI on an --internal network.
 IP_NETAVARK = "5: podman1    inet 10.250.0.1/24 brd 10.250.0.255 scope global podman1\\       valid_lft forever"

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from dsrprov import model
-from dsrprov.model import ModelError
+from ansible_collections.dsrprov.dsr.plugins.plugin_utils import service_model as model
+from ansible_collections.dsrprov.dsr.plugins.plugin_utils.service_model import ModelError
 
 GROUPS = {
     "dsr_realservers_linux": ["rs1", "rs2"],
@@ -372,7 +372,9 @@ def test_director_cannot_be_its_own_real_server() -> None:
 
 
 def test_filters_return_problem_lines() -> None:
-    f = model.FilterModule().filters()
+    from ansible_collections.dsrprov.dsr.plugins.filter.service_model import FilterModule
+
+    f = FilterModule().filters()
     assert f["dsr_director_model_problem"](SERVICES, GROUPS, hostvars()) == ""
     assert f["dsr_director_model_problem"]([{**SERVICES[0], "port": 0}], GROUPS, hostvars()) == (
         "dsrprov: service web: port 0 is out of range (1-65535)"
@@ -384,21 +386,9 @@ def test_filters_return_problem_lines() -> None:
     assert f["dsr_service_vips"](m) == ["10.0.0.200", "fd00::200", "10.0.0.201"]
 
 
-def test_model_loads_as_a_plugin_file_without_the_package(tmp_path: Any) -> None:
-    """The role loads model.py through a symlink, with no dsrprov package importable."""
-    import subprocess
-    import sys
-    from pathlib import Path
+def test_the_roles_filters_and_the_cli_share_one_copy_of_the_rules() -> None:
+    """The collection's filter plugin wraps the very module the CLI imports: no copy, no symlink."""
+    from ansible_collections.dsrprov.dsr.plugins.filter import service_model as filters
 
-    link = Path(__file__).resolve().parent.parent / "roles" / "dsr_director" / "filter_plugins" / "dsr_model.py"
-    code = (
-        "import sys, importlib.util\n"
-        "sys.path = [p for p in sys.path if 'site-packages' not in p and p not in ('', '.')]\n"
-        f"spec = importlib.util.spec_from_file_location('plug', {str(link)!r})\n"
-        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
-        "print(m._vips.__name__, sorted(m.FilterModule().filters())[0])\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.split() == ["_dsrprov_vips", "dsr_director_host_problem"]
+    assert filters.director_model is model.director_model
+    assert sorted(filters.FilterModule().filters())[0] == "dsr_director_host_problem"

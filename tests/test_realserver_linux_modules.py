@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-LIBRARY = Path(__file__).resolve().parents[1] / "roles" / "dsr_realserver_linux" / "library"
+LIBRARY = (
+    Path(__file__).resolve().parents[1] / "src" / "ansible_collections" / "dsrprov" / "dsr" / "plugins" / "modules"
+)
 
 
 def load(name: str) -> types.ModuleType:

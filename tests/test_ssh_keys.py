@@ -11,7 +11,7 @@ from typing import Any
 import paramiko  # type: ignore[import-untyped]
 import pytest
 
-from dsrprov import ssh
+from dsrprov.connect import ssh
 from dsrprov.errors import ConnectError
 
 PASSPHRASE = "correct horse battery"

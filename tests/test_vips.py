@@ -1,10 +1,11 @@
-"""The VIP rules shared by the CLI and the roles (dsrprov/vips.py)."""
+"""The VIP rules shared by the CLI and the roles (the collection's plugin_utils/vips.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from dsrprov.vips import FilterModule, VipError, check_vips, vip_prefix
+from ansible_collections.dsrprov.dsr.plugins.filter.vips import FilterModule
+from ansible_collections.dsrprov.dsr.plugins.plugin_utils.vips import VipError, check_vips, vip_prefix
 
 
 @pytest.mark.parametrize(

@@ -32,9 +32,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-ROLE = REPO / "roles" / "dsr_realserver_windows"
-LOOPBACK = ROLE / "library" / "dsr_win_loopback.ps1"
-SCANNED = (ROLE, REPO / "molecule" / "windows")
+COLLECTION = REPO / "src" / "ansible_collections" / "dsrprov" / "dsr"
+ROLE = COLLECTION / "roles" / "dsr_realserver_windows"
+LOOPBACK = COLLECTION / "plugins" / "modules" / "dsr_win_loopback.ps1"
+SCANNED = (ROLE, COLLECTION / "plugins" / "modules", REPO / "molecule" / "windows")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import powershell_syntax  # noqa: E402

@@ -28,8 +28,9 @@ import tree_sitter
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
 REPO = Path(__file__).resolve().parent.parent
-ROLE = REPO / "roles" / "dsr_realserver_windows"
-LIBRARY = ROLE / "library"
+COLLECTION = REPO / "src" / "ansible_collections" / "dsrprov" / "dsr"
+ROLE = COLLECTION / "roles" / "dsr_realserver_windows"
+LIBRARY = COLLECTION / "plugins" / "modules"
 MOLECULE = REPO / "molecule" / "windows"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -336,7 +337,7 @@ def _load(path: Path, name: str) -> ModuleType:
 
 @pytest.fixture(scope="module")
 def fw() -> ModuleType:
-    return _load(ROLE / "filter_plugins" / "dsr_windows.py", "dsr_windows_filter_profile")
+    return _load(COLLECTION / "plugins" / "filter" / "windows.py", "dsr_windows_filter_profile")
 
 
 @pytest.mark.parametrize(
@@ -398,7 +399,7 @@ def _playbook(
     vars_file.write_text(json.dumps(variables), encoding="utf-8")
     env = dict(
         os.environ,
-        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
+        ANSIBLE_COLLECTIONS_PATH=str(REPO / "src"),
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
         ANSIBLE_RETRY_FILES_ENABLED="0",
@@ -426,7 +427,7 @@ def _validate_tasks(result_file: Path) -> list[dict[str, Any]]:
     return [
         {
             "name": "Validate",
-            "ansible.builtin.import_role": {"name": "dsr_realserver_windows", "tasks_from": "validate"},
+            "ansible.builtin.import_role": {"name": "dsrprov.dsr.dsr_realserver_windows", "tasks_from": "validate"},
         },
         {
             "name": "Write the result",
@@ -465,8 +466,8 @@ def test_static_validation_normalises_the_profile(tmp_path: Path) -> None:
 
 def test_static_present_passes_the_checked_profile_to_the_module() -> None:
     tasks = yaml.safe_load((ROLE / "tasks" / "present.yml").read_text(encoding="utf-8"))
-    firewall = [t for t in tasks if "dsr_win_firewall" in t]
-    assert firewall[0]["dsr_win_firewall"]["profile"] == "{{ _dsr_realserver_windows_firewall_profile }}"
+    firewall = [t for t in tasks if "dsrprov.dsr.dsr_win_firewall" in t]
+    assert firewall[0]["dsrprov.dsr.dsr_win_firewall"]["profile"] == "{{ _dsr_realserver_windows_firewall_profile }}"
 
 
 # --------------------------------------------------------------------------
@@ -529,8 +530,10 @@ def test_static_molecule_windows_covers_the_takeover() -> None:
     assert "side_effect" in sequence and sequence.index("side_effect") > sequence.index("verify")
     assert scenario["provisioner"]["playbooks"]["side_effect"] == "takeover.yml"
     text = (MOLECULE / "takeover.yml").read_text(encoding="utf-8")
-    for needle in ("New-NetRoute", "dsr_win_loopback:", "taken_over", "dsr_realserver_windows_state: absent"):
+    for needle in (
+        "New-NetRoute",
+        "dsrprov.dsr.dsr_win_loopback:",
+        "taken_over",
+        "dsr_realserver_windows_state: absent",
+    ):
         assert needle in text, needle
-    # The hand-made loopback is made by the role's own module, found beside the playbook.
-    link = MOLECULE / "library" / "dsr_win_loopback.ps1"
-    assert link.resolve() == (LIBRARY / "dsr_win_loopback.ps1").resolve()

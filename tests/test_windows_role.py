@@ -24,8 +24,9 @@ import pytest
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
 REPO = Path(__file__).resolve().parent.parent
-ROLE = REPO / "roles" / "dsr_realserver_windows"
-LIBRARY = ROLE / "library"
+COLLECTION = REPO / "src" / "ansible_collections" / "dsrprov" / "dsr"
+ROLE = COLLECTION / "roles" / "dsr_realserver_windows"
+LIBRARY = COLLECTION / "plugins" / "modules"
 MOLECULE = REPO / "molecule" / "windows"
 ACCEPTANCE_ENV = (
     "DSRPROV_WIN_HOST",
@@ -58,15 +59,12 @@ def _load(path: Path, name: str) -> ModuleType:
 def _ansible_env(tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
+        ANSIBLE_COLLECTIONS_PATH=str(REPO / "src"),
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_FORCE_COLOR="0",
         ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
         ANSIBLE_RETRY_FILES_ENABLED="0",
-        ANSIBLE_COLLECTIONS_PATH=env.get("ANSIBLE_COLLECTIONS_PATH", ""),
     )
-    if not env["ANSIBLE_COLLECTIONS_PATH"]:
-        del env["ANSIBLE_COLLECTIONS_PATH"]
     return env
 
 
@@ -76,7 +74,7 @@ def _ansible_env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_static_powershell_parses_everywhere() -> None:
-    snippets, problems = powershell_syntax.check_paths([ROLE, MOLECULE])
+    snippets, problems = powershell_syntax.check_paths([ROLE, LIBRARY, MOLECULE])
     files = {Path(s.path).name for s in snippets if s.origin == "file"}
     assert {
         "dsr_win_facts.ps1",
@@ -147,11 +145,12 @@ def test_static_powershell_checker_cli_exit_status(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------
 
 
-def test_static_filter_plugin_is_the_shared_vip_module() -> None:
-    link = ROLE / "filter_plugins" / "dsr_vips.py"
-    assert link.is_symlink()
-    assert os.readlink(link) == "../../../dsrprov/vips.py"
-    assert link.resolve() == (REPO / "dsrprov" / "vips.py").resolve()
+def test_static_vip_filters_wrap_the_shared_vip_rules() -> None:
+    from ansible_collections.dsrprov.dsr.plugins.filter import vips as vip_filters
+    from ansible_collections.dsrprov.dsr.plugins.plugin_utils import vips
+
+    assert vip_filters.check_vips is vips.check_vips
+    assert not (ROLE / "filter_plugins").exists()
 
 
 def _ps_option_names(ps1: Path) -> set[str]:
@@ -190,7 +189,7 @@ def test_static_ansible_lint_production() -> None:
     if lint is None:
         pytest.skip("ansible-lint is not installed")
     result = subprocess.run(
-        [lint, "--profile", "production", "roles/dsr_realserver_windows"],
+        [lint, "--profile", "production", "src/ansible_collections/dsrprov/dsr/roles/dsr_realserver_windows"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -209,7 +208,7 @@ def test_static_playbook_syntax_check(tmp_path: Path) -> None:
         "  tasks:\n"
         "    - name: Windows real server\n"
         "      ansible.builtin.import_role:\n"
-        "        name: dsr_realserver_windows\n",
+        "        name: dsrprov.dsr.dsr_realserver_windows\n",
         encoding="utf-8",
     )
     inventory = tmp_path / "hosts.yml"
@@ -243,7 +242,7 @@ def _validate(tmp_path: Path, extra_vars: dict[str, Any]) -> subprocess.Complete
         "  tasks:\n"
         "    - name: Validate\n"
         "      ansible.builtin.import_role:\n"
-        "        name: dsr_realserver_windows\n"
+        "        name: dsrprov.dsr.dsr_realserver_windows\n"
         "        tasks_from: validate\n"
         "    - name: Write the result\n"
         "      ansible.builtin.copy:\n"
@@ -377,7 +376,7 @@ def test_static_validation_absent_allows_no_vip(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def fw() -> ModuleType:
-    return _load(ROLE / "filter_plugins" / "dsr_windows.py", "dsr_windows_filter")
+    return _load(COLLECTION / "plugins" / "filter" / "windows.py", "dsr_windows_filter")
 
 
 def test_static_firewall_rules_from_services(fw: ModuleType) -> None:
@@ -460,6 +459,6 @@ def test_molecule_windows_acceptance() -> None:
     # molecule runs ansible-config and ansible-playbook from PATH: put this
     # interpreter's scripts first.
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(REPO / "roles"), PATH=path)
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / "src"), PATH=path)
     result = subprocess.run([molecule, "test", "-s", "windows"], cwd=REPO, env=env, timeout=3600, check=False)
     assert result.returncode == 0, "molecule test -s windows failed (output above)"

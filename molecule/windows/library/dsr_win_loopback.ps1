@@ -1,1 +1,0 @@
-../../../roles/dsr_realserver_windows/library/dsr_win_loopback.ps1

@@ -1,1 +1,0 @@
-../../../dsrprov/model.py

@@ -1,1 +1,0 @@
-../../../dsrprov/vips.py

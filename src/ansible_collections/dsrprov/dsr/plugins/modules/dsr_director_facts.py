@@ -1,0 +1,204 @@
+#!/usr/bin/python
+"""Read what the director role needs to know about a host; changes nothing."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: dsr_director_facts
+short_description: Read a Linux director's addresses, tools, keepalived state and dsrprov manifest
+description:
+  - Read-only, one process run, much faster than C(setup) with C(gather_subset=network).
+  - Lists the host's addresses (C(ip -j addr)), finds the interface that holds a given
+    address, the C(keepalived), C(ipvsadm) and C(ip) binaries, whether keepalived is
+    active, and what the role's current configuration file says it manages (the
+    C(# dsrprov-manages) lines the template writes at its top).
+options:
+  config_path:
+    description: keepalived's configuration file.
+    type: path
+    required: true
+  modules_load_file:
+    description: The role's C(modules-load.d) file; its content is returned as I(modules_load_content).
+    type: path
+    required: true
+  address:
+    description: An address (usually C(ansible_host)); its interface is returned as I(address_interface).
+    type: str
+    default: ""
+author: dsrprov developers
+"""
+
+EXAMPLES = r"""
+- name: Read the director
+  dsrprov.dsr.dsr_director_facts:
+    config_path: /etc/keepalived/keepalived.conf
+    modules_load_file: /etc/modules-load.d/dsrprov-ipvs.conf
+    address: "{{ ansible_host }}"
+  register: director_facts
+"""
+
+RETURN = r"""
+interfaces:
+  description: Every network interface name.
+  returned: always
+  type: list
+addresses:
+  description: "Every global address: C({address, prefixlen, interface, family})."
+  returned: always
+  type: list
+address_interface:
+  description: The interface holding I(address), else the interface of the default route, else "".
+  returned: always
+  type: str
+keepalived:
+  description: Path of the keepalived binary, "" if not installed.
+  returned: always
+  type: str
+ipvsadm:
+  description: Path of the ipvsadm binary, "" if not installed.
+  returned: always
+  type: str
+keepalived_active:
+  description: Whether the keepalived service is active.
+  returned: always
+  type: bool
+keepalived_enabled:
+  description: Whether the keepalived service is enabled.
+  returned: always
+  type: bool
+ip_vs_loaded:
+  description: Whether the C(ip_vs) kernel module is loaded (or built in).
+  returned: always
+  type: bool
+modules_load_content:
+  description: Content of I(modules_load_file), null when it does not exist.
+  returned: always
+  type: str
+config_present:
+  description: Whether the configuration file exists.
+  returned: always
+  type: bool
+config_managed:
+  description: Whether the configuration file was written by dsrprov.
+  returned: always
+  type: bool
+auth_files:
+  description: The VRRP secret files (C(dsrprov-vrrp-*.auth)) beside the configuration file.
+  returned: always
+  type: list
+managed:
+  description: "What the current file manages: C(virtual_servers) (C({protocol, vip, port})) and C(addresses) (C({address, dev}))."
+  returned: always
+  type: dict
+"""
+
+import glob
+import json
+import os
+import re
+import shutil
+
+from ansible.module_utils.basic import AnsibleModule
+
+SBIN = ("/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/local/sbin")
+MARKER = "# dsrprov-manages"
+_VS = re.compile(r"^# dsrprov-manages virtual_server (tcp|udp) (\S+) (\d+)\s*$")
+_ADDR = re.compile(r"^# dsrprov-manages address (\S+) dev (\S+)\s*$")
+
+
+def which(name):
+    return shutil.which(name) or next(
+        (os.path.join(d, name) for d in SBIN if os.access(os.path.join(d, name), os.X_OK)), ""
+    )
+
+
+def read_manifest(path):
+    managed = {"virtual_servers": [], "addresses": []}
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return False, False, managed
+    for line in text.splitlines():
+        m = _VS.match(line)
+        if m:
+            managed["virtual_servers"].append({"protocol": m.group(1), "vip": m.group(2), "port": int(m.group(3))})
+            continue
+        m = _ADDR.match(line)
+        if m:
+            managed["addresses"].append({"address": m.group(1), "dev": m.group(2)})
+    return True, MARKER in text or "Managed by dsrprov" in text, managed
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "config_path": {"type": "path", "required": True},
+            "modules_load_file": {"type": "path", "required": True},
+            "address": {"type": "str", "default": ""},
+        },
+        supports_check_mode=True,
+    )
+    ip = which("ip")
+    if not ip:
+        module.fail_json(msg="dsrprov: the ip command (iproute2) is missing on this host")
+    rc, out, err = module.run_command([ip, "-j", "addr", "show"])
+    if rc != 0:
+        module.fail_json(msg="dsrprov: ip -j addr show failed: %s" % err.strip())
+    addresses = []
+    links = json.loads(out or "[]")
+    for link in links:
+        for info in link.get("addr_info", []):
+            if info.get("scope") != "global" or info.get("family") not in ("inet", "inet6"):
+                continue
+            addresses.append(
+                {
+                    "address": info["local"],
+                    "prefixlen": int(info["prefixlen"]),
+                    "interface": link["ifname"],
+                    "family": 4 if info["family"] == "inet" else 6,
+                }
+            )
+    wanted = module.params["address"]
+    iface = next((a["interface"] for a in addresses if a["address"] == wanted), "")
+    if not iface:
+        rc, out, err = module.run_command([ip, "-j", "route", "show", "default"])
+        if rc == 0:
+            routes = json.loads(out or "[]")
+            iface = routes[0].get("dev", "") if routes else ""
+    systemctl = which("systemctl")
+    active = enabled = False
+    if systemctl:
+        rc, out, err = module.run_command([systemctl, "is-active", "keepalived.service"])
+        active = out.strip() == "active"
+        rc, out, err = module.run_command([systemctl, "is-enabled", "keepalived.service"])
+        enabled = out.strip() == "enabled"
+    try:
+        with open(module.params["modules_load_file"], encoding="utf-8", errors="replace") as handle:
+            modules_load = handle.read()
+    except FileNotFoundError:
+        modules_load = None
+    present, managed_file, managed = read_manifest(module.params["config_path"])
+    module.exit_json(
+        changed=False,
+        addresses=addresses,
+        interfaces=sorted(link["ifname"] for link in links),
+        address_interface=iface,
+        keepalived=which("keepalived"),
+        ipvsadm=which("ipvsadm"),
+        ip_command=ip,
+        keepalived_active=active,
+        keepalived_enabled=enabled,
+        ip_vs_loaded=os.path.isdir("/sys/module/ip_vs"),
+        modules_load_content=modules_load,
+        config_present=present,
+        config_managed=managed_file,
+        managed=managed,
+        auth_files=sorted(
+            glob.glob(os.path.join(os.path.dirname(module.params["config_path"]), "dsrprov-vrrp-*.auth"))
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()

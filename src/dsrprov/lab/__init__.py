@@ -1,0 +1,460 @@
+"""The built-in local lab: systemd containers with real sshd on an internal
+podman network, and the director as a QEMU VM on its bridge, described by
+``inventories/lab/hosts.yml``.
+
+Test and demo equipment: nothing a user's ``dsrprov enroll`` runs through
+imports this package. It needs a dsrprov checkout (its scripts and images are
+under ``lab/``), found by ``dsrprov.paths.checkout_root``."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dsrprov.errors import LabError
+from dsrprov.lab import preflight as labcheck
+from dsrprov.paths import checkout_root as project_root
+from dsrprov.paths import lab_inventory, lab_state_dir
+
+IMAGE = "localhost/dsrprov-lab:debian12"
+
+# A tiny web service on every real server: it answers with the host's name, so
+# a client can tell which real server replied. Listens on all addresses, the
+# VIPs on lo included.
+WEB_UNIT = """[Unit]
+Description=dsrprov lab web service
+After=network.target
+[Service]
+ExecStart=/usr/bin/python3 -m http.server 80 --bind :: --directory /srv/www
+Restart=always
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+__all__ = ["Lab", "LabError", "LabHost", "down", "load_lab", "status", "up"]
+
+
+@dataclass
+class LabHost:
+    name: str
+    ip: str
+    ip6: str
+    mac: str
+    container: str = ""
+    groups: list[str] = field(default_factory=list)
+    state_dir: Path = Path()  # the lab's generated files (key, known_hosts)
+    # "container" (systemd in podman) or "vm" (QEMU: the director needs a
+    # kernel with IPVS, which this machine's kernel lacks).
+    kind: str = "container"
+
+    @property
+    def is_vm(self) -> bool:
+        return self.kind == "vm"
+
+    @property
+    def is_realserver(self) -> bool:
+        return "dsr_realservers_linux" in self.groups
+
+
+@dataclass
+class Lab:
+    network: str
+    subnet: str
+    subnet6: str
+    hosts: list[LabHost]
+    state_dir: Path
+
+    def host(self, name: str) -> LabHost:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise LabError(f"no lab host named {name!r}")
+
+
+def _walk(group: str, node: dict[str, Any], path: list[str], out: dict[str, LabHost]) -> None:
+    for name, hv in (node.get("hosts") or {}).items():
+        hv = hv or {}
+        host = out.setdefault(
+            name,
+            LabHost(
+                name,
+                str(hv.get("ansible_host", "")),
+                str(hv.get("lab_ip6", "")),
+                str(hv.get("lab_mac", "")),
+                kind=str(hv.get("lab_kind", "container")),
+            ),
+        )
+        host.groups.extend(g for g in [*path, group] if g not in host.groups)
+    for child, sub in (node.get("children") or {}).items():
+        _walk(child, sub or {}, [*path, group], out)
+
+
+def load_lab(inventory: Path | None = None) -> Lab:
+    """Read a lab from its inventory; containers are named NETWORK-HOST."""
+    inventory = inventory or lab_inventory()
+    root = yaml.safe_load(inventory.read_text())["all"]
+    hosts: dict[str, LabHost] = {}
+    _walk("all", root, [], hosts)
+    lab_vars = root.get("vars", {})
+    network = lab_vars["lab_network"]
+    state_dir = lab_state_dir(inventory)
+    for host in hosts.values():
+        host.container = f"{network}-{host.name}"
+        host.state_dir = state_dir
+    return Lab(network, lab_vars["lab_subnet"], lab_vars["lab_subnet6"], list(hosts.values()), state_dir)
+
+
+# A fleet lab: N real servers and a client on a network of its own, beside the
+# default lab (no director: two VMs would fight over one TAP name, and the
+# fleet measures the real-server side). Generated, never committed.
+FLEET_NETWORK = "dsrprov-fleet"
+FLEET_MAX = 200
+
+
+def fleet_inventory(count: int, base: Path | None = None) -> Path:
+    """Write (idempotently) the inventory of a lab of COUNT real servers; return its path."""
+    if not 1 <= count <= FLEET_MAX:
+        raise LabError(f"a fleet lab has 1 to {FLEET_MAX} real servers, not {count}")
+    where = (base or lab_state_dir()) / f"fleet-{count}"
+    hosts = {
+        f"rs{i}": {
+            "ansible_host": f"10.251.0.{10 + i}",
+            "dsr_real_address6": f"fd42:d5a:0:3::{10 + i}",
+            "lab_ip6": f"fd42:d5a:0:3::{10 + i}",
+            "lab_mac": f"02:d5:a1:00:{(10 + i) >> 8:02x}:{(10 + i) & 0xFF:02x}",
+        }
+        for i in range(1, count + 1)
+    }
+    doc = {
+        "all": {
+            "vars": {
+                "ansible_user": "root",
+                "ansible_ssh_private_key_file": "{{ inventory_dir }}/.state/id_ed25519",
+                "ansible_ssh_common_args": "-o UserKnownHostsFile={{ inventory_dir }}/.state/known_hosts "
+                "-o StrictHostKeyChecking=yes -o IdentitiesOnly=yes",
+                "lab_network": FLEET_NETWORK,
+                "lab_subnet": "10.251.0.0/24",
+                "lab_subnet6": "fd42:d5a:0:3::/64",
+            },
+            "children": {
+                "dsr_realservers": {"children": {"dsr_realservers_linux": {"hosts": hosts}}},
+                "lab_clients": {
+                    "hosts": {
+                        "client": {
+                            "ansible_host": "10.251.0.250",
+                            "lab_ip6": "fd42:d5a:0:3::250",
+                            "lab_mac": "02:d5:a1:00:02:50",
+                        }
+                    }
+                },
+            },
+        }
+    }
+    services = {
+        "dsr_services": [
+            {"name": "web", "vip": "10.251.0.200", "port": 80, "protocol": "tcp"},
+            {"name": "web6", "vip": "fd42:d5a:0:3::200", "port": 80, "protocol": "tcp"},
+        ],
+        "dsr_vips": "{{ dsr_services | map(attribute='vip') | unique | list }}",
+    }
+    (where / "group_vars").mkdir(parents=True, exist_ok=True)
+    header = f"# Generated by `dsrprov lab up --realservers {count}`: a fleet lab.\n"
+    _write_if_changed(where / "hosts.yml", header + yaml.safe_dump(doc, sort_keys=False))
+    _write_if_changed(where / "group_vars" / "all.yml", header + yaml.safe_dump(services, sort_keys=False))
+    return where / "hosts.yml"
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
+def podman_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("CONTAINERS_CONF", str(project_root() / "lab" / "containers.conf"))
+    return env
+
+
+def podman(*args: str, check: bool = True, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        ["podman", *args], capture_output=True, text=True, env=podman_env(), input=input_text, check=False
+    )
+    if check and proc.returncode != 0:
+        raise LabError(f"podman {' '.join(args[:2])} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc
+
+
+def lab_exec(host: LabHost, *cmd: str, check: bool = True, input_text: str | None = None) -> str:
+    """Run a command on a lab host (lab plumbing and proofs; roles use Ansible).
+
+    Containers through ``podman exec``; VMs over SSH with the lab's key and
+    strict host key checking."""
+    if host.is_vm:
+        return ssh_exec(host, *cmd, check=check, input_text=input_text)
+    return podman("exec", "-i", host.container, *cmd, check=check, input_text=input_text).stdout
+
+
+def ssh_exec(host: LabHost, *cmd: str, check: bool = True, input_text: str | None = None) -> str:
+    state = host.state_dir
+    proc = subprocess.run(
+        [
+            "ssh", "-i", str(state / "id_ed25519"), "-o", f"UserKnownHostsFile={state / 'known_hosts'}",
+            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+            f"root@{host.ip}", "--", shlex.join(cmd),
+        ],
+        capture_output=True, text=True, input=input_text, check=False,
+    )  # fmt: skip
+    if check and proc.returncode != 0:
+        raise LabError(f"{host.name}: {shlex.join(cmd)} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def vm_script(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """run-vm.sh ACTION ...; its whole output is kept in the VM's state dir
+    (the image build is long), and a failure names the step and that log."""
+    proc = subprocess.run(
+        ["bash", str(project_root() / "lab" / "director" / "run-vm.sh"), *args],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    state = Path(args[args.index("--state-dir") + 1]) if "--state-dir" in args else None
+    log = state / f"run-vm-{args[0]}.log" if state is not None and state.is_dir() else None
+    if log is not None:
+        log.write_text(proc.stdout + proc.stderr)
+    if check and proc.returncode != 0:
+        lines = [line for line in (proc.stderr or proc.stdout).splitlines() if line.strip()]
+        last = lines[-1] if lines else f"exit {proc.returncode}, no output"
+        where = f" (whole output: {log})" if log is not None else ""
+        raise LabError(f"director VM, step {args[0]}: {last}{where}")
+    return proc
+
+
+def vm_state_dir(host: LabHost) -> Path:
+    return host.state_dir / f"vm-{host.name}"
+
+
+def is_running(host: LabHost) -> bool:
+    if host.is_vm:
+        state = vm_state_dir(host)
+        return state.exists() and vm_script("status", "--state-dir", str(state), check=False).returncode == 0
+    proc = podman("container", "inspect", "--format", "{{.State.Running}}", host.container, check=False)
+    return proc.returncode == 0 and proc.stdout.strip() == "true"
+
+
+def wait_for_boot(host: LabHost, timeout: float = 90.0) -> None:
+    """Wait until systemd has booted and sshd holds its host key."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = podman("exec", host.container, "systemctl", "is-system-running", check=False).stdout.strip()
+        ssh = podman("exec", host.container, "systemctl", "is-active", "ssh", check=False).stdout.strip()
+        if state in ("running", "degraded") and ssh == "active":
+            return
+        time.sleep(0.5)
+    raise LabError(f"lab host {host.name} did not finish booting in {timeout:.0f} s")
+
+
+def build_image() -> None:
+    script = project_root() / "lab" / "image" / "build.sh"
+    proc = subprocess.run(["sh", str(script), IMAGE], env=podman_env(), check=False)
+    if proc.returncode != 0:
+        raise LabError("building the lab image failed (see the output above)")
+
+
+def ensure_keypair(state: Path) -> Path:
+    state.mkdir(mode=0o700, exist_ok=True)
+    key = state / "id_ed25519"
+    if not key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dsrprov-lab", "-f", str(key)], check=True)
+    return key
+
+
+def ensure_network(lab: Lab) -> None:
+    if podman("network", "exists", lab.network, check=False).returncode == 0:
+        return
+    # --internal: the lab's containers get no route off this machine.
+    podman("network", "create", "--internal", "--subnet", lab.subnet, "--ipv6", "--subnet", lab.subnet6, lab.network)
+
+
+def bridge_of(lab: Lab) -> str:
+    return podman("network", "inspect", "--format", "{{.NetworkInterface}}", lab.network).stdout.strip()
+
+
+def start_vm(lab: Lab, host: LabHost, pubkey_file: Path) -> str:
+    """Start the VM unless it runs; return its known_hosts line.
+
+    Its host key comes from its serial console (run-vm.sh wait), never from
+    the network. The bridge must exist, so containers start first. A VM left
+    half-started by an earlier run (running without known_hosts, or state
+    without QEMU) is waited for again, or stopped and started afresh."""
+    state = vm_state_dir(host)
+    known = state / "known_hosts"
+    wait = ["wait", "--state-dir", str(state), "--known-hosts", str(known), "--timeout", "300"]
+    if is_running(host) and not known.exists() and vm_script(*wait, check=False).returncode != 0:
+        vm_script("stop", "--state-dir", str(state), check=False)
+    if not is_running(host):
+        if (state / "vm.env").exists():
+            vm_script("stop", "--state-dir", str(state), check=False)  # its TAP and overlay
+        state.mkdir(parents=True, exist_ok=True)
+        known.unlink(missing_ok=True)
+        start = time.monotonic()
+        vm_script(
+            "start", "--name", host.name, "--bridge", bridge_of(lab), "--ipv4", f"{host.ip}/{lab.subnet.split('/')[1]}",
+            "--ipv6", f"{host.ip6}/{lab.subnet6.split('/')[1]}", "--mac", host.mac,
+            "--authorized-keys", str(pubkey_file), "--state-dir", str(state),
+        )  # fmt: skip
+        vm_script(*wait)
+        (state / "boot-seconds").write_text(f"{time.monotonic() - start:.1f}\n")
+    keyline = next((line for line in known.read_text().splitlines() if line.startswith(host.ip + " ")), None)
+    if keyline is None:
+        raise LabError(f"director VM {host.name}: {known} names no key for {host.ip}; run dsrprov lab down, then up")
+    return f"{host.name},{keyline}"
+
+
+def start_host(lab: Lab, host: LabHost) -> None:
+    """Start the container. One left stopped is started again, like a host
+    that reboots (its host key and state kept); one that will not start is
+    made afresh."""
+    if host.is_vm or is_running(host):
+        return
+    exists = podman("container", "exists", host.container, check=False).returncode == 0
+    if exists and podman("start", host.container, check=False).returncode == 0:
+        return
+    podman("rm", "-f", host.container, check=False)
+    podman(
+        "run",
+        "-d",
+        "--name",
+        host.container,
+        "--hostname",
+        host.name,
+        "--privileged",
+        "--systemd=always",
+        "--network",
+        lab.network,
+        "--ip",
+        host.ip,
+        "--ip6",
+        host.ip6,
+        "--mac-address",
+        host.mac,
+        "--label",
+        "dsrprov.lab=1",
+        IMAGE,
+    )
+
+
+def provision_host(host: LabHost, pubkey: str) -> str:
+    """Authorise the lab key, start the lab web service; return the host's key line."""
+    lab_exec(host, "sh", "-c", "umask 077; mkdir -p /root/.ssh; cat > /root/.ssh/authorized_keys", input_text=pubkey)
+    if host.is_realserver:
+        lab_exec(host, "sh", "-c", "cat > /etc/systemd/system/lab-web.service", input_text=WEB_UNIT)
+        lab_exec(
+            host,
+            "sh",
+            "-c",
+            f"mkdir -p /srv/www && echo {host.name} > /srv/www/index.html && "
+            # A download-heavy object for the byte-share measurement.
+            "{ [ -s /srv/www/1m.bin ] || head -c 1048576 /dev/urandom > /srv/www/1m.bin; } && "
+            "systemctl daemon-reload && systemctl enable lab-web.service >/dev/null 2>&1 && "
+            "systemctl restart lab-web.service",
+        )
+    keytype, key = lab_exec(host, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").split()[:2]
+    return f"{host.name},{host.ip} {keytype} {key}"
+
+
+def check_preconditions(lab: Lab, say: Callable[[str], None] = print) -> None:
+    """Check what the lab needs before anything starts; raise LabError with
+    the cause and the fix. Raises the inotify limit for a big lab."""
+    if shutil.which("podman") is None:
+        raise LabError(str(labcheck.Problem("podman is not installed", "make setup")))
+    backend = podman("info", "--format", "{{.Host.NetworkBackend}}", check=False).stdout
+    problems = [labcheck.network_backend(backend), labcheck.netavark_firewall(shutil.which("iptables"))]
+    if any(h.is_vm for h in lab.hosts):
+        problems.append(labcheck.vm_support(shutil.which("qemu-system-x86_64"), Path("/dev/net/tun").exists()))
+    for path in labcheck.image_dirs():
+        problems.append(labcheck.disk(*labcheck.free_bytes(path)))
+    for problem in problems:
+        if problem is not None:
+            raise LabError(str(problem))
+    try:
+        labcheck.raise_inotify(sum(not h.is_vm for h in lab.hosts), say)
+    except labcheck.PreflightError as exc:
+        raise LabError(str(exc)) from None
+
+
+def _gateway(subnet: str) -> str:
+    return str(next(ipaddress.ip_network(subnet).hosts()))
+
+
+def check_reachable(lab: Lab) -> None:
+    """The host must hold the lab gateway address on the bridge and reach a lab host."""
+    bridge = podman("network", "inspect", "--format", "{{.NetworkInterface}}", lab.network, check=False).stdout.strip()
+    shown = subprocess.run(["ip", "-o", "-4", "addr", "show", "dev", bridge], capture_output=True, text=True,
+                           check=False).stdout if bridge else ""  # fmt: skip
+    problem = labcheck.bridge_address(bridge, shown, _gateway(lab.subnet))
+    target = next((h for h in lab.hosts if not h.is_vm), None)
+    if problem is None and target is not None:
+        try:
+            socket.create_connection((target.ip, 22), timeout=3).close()
+            connected = True
+        except OSError:
+            connected = False
+        problem = labcheck.reaches(target.name, target.ip, connected)
+    if problem is not None:
+        raise LabError(str(problem))
+
+
+def up(lab: Lab | None = None, say: Callable[[str], None] = print) -> Lab:
+    """Bring the lab up, or bring a half-up lab the rest of the way."""
+    lab = lab or load_lab()
+    check_preconditions(lab, say)
+    build_image()
+    key = ensure_keypair(lab.state_dir)
+    pubkey = key.with_suffix(".pub").read_text()
+    ensure_network(lab)
+    containers = [h for h in lab.hosts if not h.is_vm]
+    # Bounded parallelism: podman and 2 cores, not one process per host.
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda h: start_host(lab, h), containers))
+        list(pool.map(wait_for_boot, containers))
+        keylines = pool.map(lambda h: provision_host(h, pubkey), containers)
+        lines = dict(zip([h.name for h in containers], keylines, strict=True))
+    check_reachable(lab)
+    for host in lab.hosts:
+        if host.is_vm:
+            lines[host.name] = start_vm(lab, host, key.with_suffix(".pub"))
+    known = lab.state_dir / "known_hosts"
+    known.write_text("\n".join(lines[h.name] for h in lab.hosts) + "\n")
+    return lab
+
+
+def down(lab: Lab | None = None) -> None:
+    """Remove every container, VM and network of the lab, whatever state it is in."""
+    lab = lab or load_lab()
+    for host in lab.hosts:
+        if host.is_vm and vm_state_dir(host).exists():
+            vm_script("stop", "--state-dir", str(vm_state_dir(host)), check=False)
+            (vm_state_dir(host) / "known_hosts").unlink(missing_ok=True)
+    # Containers of this lab, also those no longer in its inventory.
+    listed = podman("ps", "-a", "--filter", "label=dsrprov.lab=1", "--format", "{{.Names}}", check=False).stdout.split()
+    names = {h.container for h in lab.hosts if not h.is_vm} | {n for n in listed if n.startswith(f"{lab.network}-")}
+    if names:
+        podman("rm", "-f", "-t", "0", *sorted(names), check=False)
+    podman("network", "rm", "-f", lab.network, check=False)
+
+
+def status(lab: Lab | None = None) -> dict[str, bool]:
+    lab = lab or load_lab()
+    return {host.name: is_running(host) for host in lab.hosts}

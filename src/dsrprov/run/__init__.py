@@ -1,0 +1,1 @@
+"""Running the collection's playbooks: the one place ansible-playbook is started."""
