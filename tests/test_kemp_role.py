@@ -7,8 +7,10 @@ the same tests run against both."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ import pytest
 import yaml
 
 from dsrprov import kemp
-from tests.conftest import run_playbook
+from tests.conftest import ansible_env, run_playbook, venv_bin
 from tests.kemp_simulator import KempApiSimulator, SimPki, make_pki
 
 
@@ -350,3 +352,17 @@ def test_bad_settings_refused_before_contact(lm: Lm, tmp_path: Path) -> None:
     code, out = play(write_inventory(tmp_path, lm, ["rs1"], lb_algo="mh"))
     assert code != 0 and "lb_algo 'mh' has no LoadMaster equivalent" in out, out
     assert lm.writes() == []
+
+
+def test_module_documentation_renders_with_ansible_doc() -> None:
+    """DOCUMENTATION, EXAMPLES and RETURN of dsr_kemp_services are valid YAML that ansible-doc renders."""
+    library = Path(__file__).resolve().parents[1] / "roles" / "dsr_loadmaster_kemp" / "library"
+    proc = subprocess.run(
+        [venv_bin("ansible-doc"), "--json", "-M", str(library), "dsr_kemp_services"],
+        capture_output=True, text=True, env=ansible_env(), check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)["dsr_kemp_services"]
+    assert doc["doc"]["options"]["services"]["required"] is True
+    assert yaml.safe_load(doc["examples"])[0]["dsr_kemp_services"]["address"]
+    assert set(doc["return"]) == {"actions", "services"}

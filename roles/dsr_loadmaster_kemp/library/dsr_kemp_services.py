@@ -17,12 +17,12 @@ description:
   - A Virtual Service that uses what DSR cannot honour (SSL acceleration or re-encryption, content or header rules,
     caching, compression, WAF, ESP, SubVSs, persistence other than source IP) is refused with one readable line,
     before anything changes.
-  - Real servers that leave (not in I(real_servers) with I(purge), or all with I(state=absent)) are drained first
+  - "Real servers that leave (not in I(real_servers) with I(purge), or all with I(state=absent)) are drained first
     (C(modrs Enable=N): no new connection reaches them), then, after I(drain_seconds), deleted (C(delrs)).
-    I(state=absent) then deletes the Virtual Service (C(delvs)).
+    I(state=absent) then deletes the Virtual Service (C(delvs))."
   - Every read comes first (C(listvs), C(showvs)); after the changes the services are read back, so a parameter
     the firmware silently ignored fails the task instead of passing for a success.
-  - Supports check mode (reads, writes nothing, does not wait) and diff mode (the settings that matter for DSR:
+  - Supports check mode (reads, writes nothing, does not wait) and diff mode (the settings that matter for DSR,
     C(Enable), C(ForceL4)/C(ForceL7), C(Schedule) of the Virtual Service, C(Forward), C(Weight), C(Enable) of each
     real server). Credentials never appear in the results or the diff.
   - "API pages followed (Progress Kemp documentation):
@@ -114,7 +114,7 @@ actions:
   type: list
   elements: str
 services:
-  description: Each service as the LoadMaster reports it afterwards (check mode: as it would be), one line each.
+  description: Each service as the LoadMaster reports it afterwards (in check mode, as it would be), one line each.
   returned: always
   type: list
   elements: str
