@@ -1,29 +1,93 @@
 """A SIMULATOR of the Kemp LoadMaster RESTful API (v1, XML), for tests only.
 
-No LoadMaster runs here. This is written from Kemp's public documentation
-(docs/kemp.md lists the pages) and answers what those pages show:
+No LoadMaster runs here. This plays what Kemp's documentation, Kemp's own
+SDK and answers recorded from real firmware show; every rule below names its
+source (the short names are expanded in docs/kemp.md, "Pages followed"):
 
-- ``/access/<command>`` by GET (query string) or POST (form body), HTTPS only;
-- HTTP basic authentication or an ``apikey`` parameter, HTTP 401 otherwise;
-- ``listvs``, ``showvs``, ``addvs``, ``modvs``, ``delvs``, ``showrs``,
-  ``addrs``, ``modrs``, ``delrs``; Virtual Services named by ``vs``, ``port``,
-  ``prot``, real servers by ``rs`` and ``rsport``;
-- answers ``<Response stat="200" code="ok"><Success>...`` (reads inside
-  ``<Data>``), errors ``<Response stat="400" code="fail"><Error>...``;
-- a real server's ``Forward`` (nat by default, or route), ``Weight`` (1000 by
-  default), ``Enable``; a Virtual Service's ``ForceL7`` (Y after addvs, as in
-  the documented addvs answer) and, in ``firmware="modern"``, ``ForceL4`` as
-  well (REFERENCES: newer firmware reports both); ``firmware="legacy"``
-  reports and accepts only ``ForceL7``.
+- [PG]    Kemp RESTful API Programmer Guide (docs.progress.com), its examples
+          and their XML answers;
+- [WUI]   Kemp WUI Configuration Guide (Real Servers, health checking);
+- [MT]    Kemp Multi-Tenant LoadMaster API description (error reports,
+          unknown parameters, showiface answer);
+- [PS]    KEMPtechnologies/powershell-sdk-vnext 7.2.60,
+          kemp-powershell-vnext/Kemp.LoadBalancer.Powershell.psm1 (parameter
+          names and their ValidateSet/ValidateRange);
+- [PSDOC] Kemp PowerShell interface description, "Add a New Virtual Service"
+          (the addvs answer of a current firmware);
+- [REC]   mathlu/loadmaster-go-client test_data/*.xml, answers recorded from
+          real firmware (addvs.xml, showvs.xml, modvs.xml, addrs.xml, ...);
+- [GO]    mathlu/loadmaster-go-client client.go/vs.go/vs_test.go (how a v1
+          client sends the API key);
+- [DSR]   Kemp KB "Configuring DSR" (Force L4 first, then Direct return).
 
-What it cannot know, and does differently on purpose:
+Transport and answers:
 
-- it REFUSES parameters it does not know (a real LoadMaster may ignore them,
-  per Kemp's multi-tenant API description), so a misspelt parameter fails a
-  test instead of passing silently;
-- its error texts are its own ("Unknown VS" etc.), not the firmware's;
-- it keeps state in memory, runs no health checks (every real server is
-  "Up"), and forwards no traffic.
+- ``/access/<command>``, parameters in the query string or a form body [PG];
+  HTTPS only;
+- HTTP basic authentication [PG, PS], or ``apikey`` in the QUERY STRING, the
+  form a v1 client documents [GO]; an ``apikey`` in a form body is not an
+  API key here (no source shows it; docs/kemp.md says so): HTTP 401;
+- ``<Response stat="200" code="ok"><Success>`` (reads inside ``<Data>``),
+  errors ``<Response stat="..." code="fail"><Error>`` [PG, MT];
+- commands ``listvs``, ``showvs``, ``addvs``, ``modvs``, ``delvs``, ``showrs``,
+  ``addrs``, ``modrs``, ``delrs`` addressed by ``vs``/``port``/``prot`` and
+  ``rs``/``rsport`` [WUI Real Servers, PS]; ``showiface`` with an optional
+  ``iface`` (all interfaces without it) [PS Get-NetworkInterface], answered
+  ``<Interface><Id>..<IPAddress>a.b.c.d/nn</IPAddress>..`` [MT].
+
+Firmware generations (``firmware=``):
+
+- ``"modern"``: a Virtual Service reports ``Layer``, ``ForceL4`` and ``ForceL7``
+  [REC addvs.xml: Layer 4 with ForceL4=Y ForceL7=N; showvs.xml: Layer 7 with
+  ForceL4=N ForceL7=Y; PSDOC: a new service is Layer 7, ForceL4=N, ForceL7=Y].
+  The two flags are independent parameters (no recording shows one changing
+  the other). The effective layer is 7 while ``ForceL7=Y`` and 4 otherwise:
+  Kemp's own PowerShell module for 7.2.60 sets the layer with ``ForceL7``
+  alone [PS: New-/Set-AdcVirtualService know no ForceL4]. So ``ForceL4=Y`` on
+  its own leaves a service at layer 7 here. Which layer real firmware gives
+  ``ForceL4=Y ForceL7=Y`` or ``ForceL4=N ForceL7=N`` is NOT confirmed;
+- ``"legacy"``: only ``ForceL7`` (N means layer 4), no ``Layer``, no ``ForceL4``
+  [PG: the addvs and listvs answers of the Programmer Guide].
+
+Defaults after ``addvs`` [REC, PG, PSDOC]: enabled, ``Schedule`` rr, ``ForceL7``
+Y, ``VStype`` http (tcp), ``CheckType`` http on a tcp service, ``CheckPort`` 0,
+``Idletime`` 660, ``SubnetOriginating`` Y, ``PersistTimeout`` 0 and no
+``Persist`` element; ``CheckUrl``/``CheckCodes`` appear only once set [REC
+showvs.xml lacks them, addvs.xml with them set shows them]. A udp service
+gets ``CheckType`` icmp: Kemp's overview says UDP services get layer 3
+checks by default (an assumption for the element value). Real servers:
+``Forward`` nat, ``Weight`` 1000, ``Enable`` Y [REC addrs.xml].
+
+Refused (400), each with its source:
+
+- ``Weight`` outside 1-65530 [PS New-/Set-AdcRealServer ValidateRange(1, 65530)];
+- ``forward`` other than nat or route [PS ValidateSet];
+- ``forward=route`` on a layer-7 Virtual Service: Kemp's DSR procedure is
+  "enable Force L4 ... and select Direct return" [DSR]. Whether real firmware
+  refuses it or accepts it silently is NOT confirmed; refusing it here makes
+  a client that gets the order wrong fail a test;
+- ``checktype`` outside tcp, icmp, https, http, smtp, nntp, ftp, telnet,
+  pop3, imap, rdp, ldap, none [PS ValidateSet];
+- ``checkcodes`` other than codes 300-599, at most 127 characters [WUI "HTTP or
+  HTTPS Protocol Health Checking"]; empty clears them (an assumption);
+- ``persist`` outside [PS ValidateSet]; ``persisttimeout`` outside 0-604800
+  [PS ValidateRange];
+- ``limit``/``ratelimit`` outside 0-100000, ``newport`` outside 3-65530,
+  ``follow`` outside 0-65535 [PS Set-AdcRealServer];
+- SSL acceleration on a layer-4 service (it terminates TLS, which needs
+  layer 7 [WUI SSL properties]).
+
+Accepted parameters are those of Kemp's own SDK [PS New-/Set-AdcVirtualService,
+New-/Set-AdcRealServer] that this project might send, plus ``forcel4`` on modern
+firmware [GO vs.go sends forcel4/forcel7; REC]. Stricter than a LoadMaster on
+purpose: any OTHER parameter is refused ("Unknown parameter"), where real
+firmware ignores unknown parameters [MT], so a misspelt parameter fails a
+test. ``ignore=`` names parameters this simulated firmware silently drops,
+as a real one does with those it does not know [MT]: that is how the tests
+play firmware that ignores the Force L4 parameters.
+
+Not simulated: the firmware's own error texts ("Unknown VS" etc. are this
+file's), health checks (every real server is "Up"), traffic.
 """
 
 from __future__ import annotations
@@ -35,6 +99,7 @@ import ipaddress
 import ssl
 import threading
 import urllib.parse
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -47,56 +112,66 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 YN = ("Y", "N")
+FIRMWARES = ("modern", "legacy")
+# [PS New-AdcVirtualService ValidateSet Schedule] (+ the wider list of the WUI).
 SCHEDULES = ("rr", "wrr", "lc", "wlc", "fixed", "adaptive", "sh", "srcip", "rsip")
+# [PS ValidateSet CheckType]
+CHECK_TYPES = ("tcp", "icmp", "https", "http", "smtp", "nntp", "ftp", "telnet", "pop3", "imap", "rdp", "ldap", "none")
+# [PS ValidateSet Persist]
+PERSIST = ("ssl", "cookie", "active-cookie", "cookie-src", "active-cook-src", "cookie-hash", "url", "query-hash",
+           "host", "header", "super", "super-src", "src", "rdp", "rdp-src", "rdp-sb", "udpsip", "none")  # fmt: skip
 VS_ID = ("vs", "port", "prot")
 RS_ID = ("rs", "rsport")
-VS_SETTINGS = (
-    "nickname",
-    "enable",
-    "schedule",
-    "forcel7",
-    "forcel4",
-    "transparent",
-    "persist",
-    "persisttimeout",
-    "sslacceleration",
-    "sslreencrypt",
-    "cache",
-    "compress",
-    "checktype",
-    "checkport",
-    "vstype",
-    "idletime",
-)
-RS_SETTINGS = ("weight", "forward", "enable", "limit", "critical", "follow", "non_local")
-# Canonical element names of the settings in showvs/showrs answers.
+# Element names of the settings in showvs answers [REC, PG]; parameter -> element.
 VS_ELEMENTS = {
     "nickname": "NickName",
     "enable": "Enable",
     "schedule": "Schedule",
-    "forcel7": "ForceL7",
     "forcel4": "ForceL4",
+    "forcel7": "ForceL7",
     "transparent": "Transparent",
+    "subnetoriginating": "SubnetOriginating",
     "persist": "Persist",
     "persisttimeout": "PersistTimeout",
     "sslacceleration": "SSLAcceleration",
     "sslreencrypt": "SSLReencrypt",
     "cache": "Cache",
     "compress": "Compress",
+    "idletime": "Idletime",
+    "vstype": "VStype",
     "checktype": "CheckType",
     "checkport": "CheckPort",
-    "vstype": "VStype",
-    "idletime": "Idletime",
+    "checkurl": "CheckUrl",
+    "checkcodes": "CheckCodes",
+    "checkhost": "CheckHost",
+    "checkuseget": "CheckUseGet",
+    "chkinterval": "ChkInterval",
+    "chktimeout": "ChkTimeout",
+    "chkretrycount": "ChkRetryCount",
+    "defaultgw": "DefaultGW",
+    "useforsnat": "UseforSnat",
 }
+VS_SETTINGS = tuple(VS_ELEMENTS)
+VS_FLAGS = ("enable", "forcel4", "forcel7", "transparent", "subnetoriginating", "sslacceleration", "sslreencrypt",
+            "cache", "compress", "useforsnat")  # fmt: skip
+VS_NUMBERS = {"persisttimeout": (0, 604800), "idletime": (0, 86400), "checkport": (0, 65535),
+              "checkuseget": (0, 2), "chkinterval": (0, 3600), "chktimeout": (0, 3600),
+              "chkretrycount": (0, 100)}  # fmt: skip
+# Real servers [REC addrs.xml element names; PS New-/Set-AdcRealServer parameters].
 RS_ELEMENTS = {
-    "weight": "Weight",
     "forward": "Forward",
-    "enable": "Enable",
+    "weight": "Weight",
     "limit": "Limit",
-    "critical": "Critical",
+    "ratelimit": "RateLimit",
     "follow": "Follow",
-    "non_local": "Non_Local",
+    "enable": "Enable",
+    "critical": "Critical",
 }
+RS_SETTINGS = (*RS_ELEMENTS, "non_local", "newport")
+RS_NUMBERS = {"weight": (1, 65530), "limit": (0, 100000), "ratelimit": (0, 100000), "follow": (0, 65535),
+              "newport": (3, 65530)}  # fmt: skip
+# The simulated LoadMaster's interfaces: the networks the tests use (lab and client tests).
+DEFAULT_INTERFACES = ("10.250.0.5/24", "10.0.0.5/24", "fd42:d5a:0:1::5/64")
 
 
 class ApiError(Exception):
@@ -198,6 +273,17 @@ class VirtualService:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Request:
+    """What arrived, without values: the method, and the parameter names in the query and in the body."""
+
+    method: str
+    command: str
+    query: list[str]
+    body: list[str]
+    basic_auth: bool
+
+
 class KempApiSimulator:
     """An HTTPS server on 127.0.0.1 that plays a LoadMaster's API (see the module docstring)."""
 
@@ -209,14 +295,19 @@ class KempApiSimulator:
         user: str = "bal",
         password: str = "sim-password-71d0",
         firmware: str = "modern",
+        interfaces: Iterable[str] = DEFAULT_INTERFACES,
+        ignore: Iterable[str] = (),
     ) -> None:
-        if firmware not in ("modern", "legacy"):
-            raise ValueError("firmware is modern or legacy")
+        if firmware not in FIRMWARES:
+            raise ValueError(f"firmware is one of {', '.join(FIRMWARES)}")
         self.pki = pki
         self.api_key, self.user, self.password = api_key, user, password
         self.firmware = firmware
+        self.interfaces = [str(ipaddress.ip_interface(i)) for i in interfaces]
+        self.ignore = {p.lower() for p in ignore}
         self.vs: list[VirtualService] = []
         self.log: list[tuple[str, dict[str, str]]] = []  # (command, parameters without secrets)
+        self.requests: list[Request] = []
         self._lock = threading.Lock()
         self._next_vs = 1
         self._next_rs = 1
@@ -230,13 +321,12 @@ class KempApiSimulator:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                sim._handle(self, urllib.parse.urlsplit(self.path).query)
+                sim._handle(self, urllib.parse.urlsplit(self.path).query, "")
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length).decode("latin-1") if length else ""
-                query = urllib.parse.urlsplit(self.path).query
-                sim._handle(self, "&".join(q for q in (query, body) if q))
+                sim._handle(self, urllib.parse.urlsplit(self.path).query, body)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -276,27 +366,41 @@ class KempApiSimulator:
         """The write commands received so far, in order."""
         return [c for c, _ in self.log if c in ("addvs", "modvs", "delvs", "addrs", "modrs", "delrs")]
 
+    def layer(self, vs: VirtualService) -> int:
+        """The effective layer (see the module docstring: 7 while ForceL7=Y)."""
+        return 7 if vs.settings.get("forcel7") == "Y" else 4
+
     # -- HTTP --------------------------------------------------------------
 
-    def _handle(self, req: BaseHTTPRequestHandler, query: str) -> None:
+    def _handle(self, req: BaseHTTPRequestHandler, query: str, body: str) -> None:
         path = urllib.parse.urlsplit(req.path).path
         try:
-            pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=False)
+            from_query = urllib.parse.parse_qsl(query, keep_blank_values=True)
+            from_body = urllib.parse.parse_qsl(body, keep_blank_values=True)
+            auth = req.headers.get("Authorization") or ""
+            command = path[len("/access/") :] if path.startswith("/access/") else path
+            with self._lock:
+                self.requests.append(Request(req.command or "", command, [k for k, _ in from_query],
+                                             [k for k, _ in from_body], auth.startswith("Basic ")))  # fmt: skip
             params: dict[str, str] = {}
-            for k, v in pairs:
+            for k, v in [*from_query, *from_body]:
                 if k.lower() in params:
                     raise ApiError(f"{k}: given twice")
                 params[k.lower()] = v
-            if not self._authorised(req, params.pop("apikey", None)):
+            # [GO]: a v1 client sends the key in the query string; nothing shows one in a body.
+            key = dict((k.lower(), v) for k, v in from_query).get("apikey")
+            params.pop("apikey", None)
+            if not self._authorised(auth, key):
                 self._send(
                     req, 401, '<Response stat="401" code="fail"><Error>Incorrect Username/Password</Error></Response>'
                 )
                 return
             if not path.startswith("/access/"):
                 raise ApiError("Unknown command", 404)
-            command = path[len("/access/") :]
             with self._lock:
                 self.log.append((command, dict(params)))
+                for name in self.ignore:  # [MT] parameters the firmware does not know are ignored
+                    params.pop(name, None)
                 data = self._command(command, params)
             inner = f"<Data>{data}</Data>" if data is not None else "Command completed ok"
             self._send(req, 200, f'<Response stat="200" code="ok"><Success>{inner}</Success></Response>')
@@ -305,10 +409,9 @@ class KempApiSimulator:
                 req, exc.stat, f'<Response stat="{exc.stat}" code="fail"><Error>{escape(str(exc))}</Error></Response>'
             )
 
-    def _authorised(self, req: BaseHTTPRequestHandler, apikey: str | None) -> bool:
+    def _authorised(self, auth: str, apikey: str | None) -> bool:
         if apikey is not None:
             return apikey == self.api_key
-        auth = req.headers.get("Authorization") or ""
         if not auth.startswith("Basic "):
             return False
         try:
@@ -341,7 +444,7 @@ class KempApiSimulator:
             vip = str(ipaddress.ip_address(params["vs"]))
         except ValueError:
             raise ApiError(f"vs: Invalid address {params['vs']}") from None
-        port = _port(params["port"], "port")
+        port = _number(params["port"], "port", 1, 65535)
         prot = params["prot"].lower()
         if prot not in ("tcp", "udp"):
             raise ApiError(f"prot: Invalid protocol {params['prot']}")
@@ -361,7 +464,7 @@ class KempApiSimulator:
             addr = str(ipaddress.ip_address(params["rs"]))
         except ValueError:
             raise ApiError(f"rs: Invalid address {params['rs']}") from None
-        return addr, _port(params["rsport"], "rsport")
+        return addr, _number(params["rsport"], "rsport", 1, 65535)
 
     def _get_rs(self, vs: VirtualService, params: dict[str, str]) -> RealServer:
         addr, port = self._rs_id(params)
@@ -390,23 +493,17 @@ class KempApiSimulator:
         key = self._vs_id(params)
         if self.find(*key) is not None:
             raise ApiError("Virtual Service already exists")
-        settings = {
-            "nickname": "",
-            "enable": "Y",
-            "schedule": "rr",
-            "forcel7": "Y",
-            "transparent": "Y",
-            "sslacceleration": "N",
-            "sslreencrypt": "N",
-            "cache": "N",
-            "compress": "N",
-            "vstype": "http" if key[2] == "tcp" else "gen",
-        }
+        # [REC addvs.xml, PG addvs answer, PSDOC]; udp check type: see the module docstring.
+        settings = {"enable": "Y", "forcel7": "Y", "sslacceleration": "N", "sslreencrypt": "N", "transparent": "N",
+                    "subnetoriginating": "Y", "idletime": "660", "cache": "N", "compress": "N", "useforsnat": "N",
+                    "vstype": "http" if key[2] == "tcp" else "gen", "schedule": "rr",
+                    "checktype": "http" if key[2] == "tcp" else "icmp", "persisttimeout": "0",
+                    "checkport": "0"}  # fmt: skip
         if self.firmware == "modern":
             settings["forcel4"] = "N"
         vs = VirtualService(self._next_vs, *key, settings)
-        self._next_vs += 1
         self._apply_vs(vs, {k: v for k, v in params.items() if k not in VS_ID})
+        self._next_vs += 1
         self.vs.append(vs)
         return self._vs_xml(vs)
 
@@ -427,26 +524,29 @@ class KempApiSimulator:
     def _apply_vs(self, vs: VirtualService, changes: dict[str, str]) -> None:
         new = dict(vs.settings)
         for k, v in changes.items():
-            if k in ("enable", "forcel7", "forcel4", "transparent", "sslacceleration", "sslreencrypt", "cache",
-                     "compress"):  # fmt: skip
+            if k in VS_FLAGS:
                 v = _yn(v, k)
-            elif k == "schedule":
-                if v not in SCHEDULES:
-                    raise ApiError(f"schedule: Invalid value {v}")
+            elif k in VS_NUMBERS:
+                v = str(_number(v, k, *VS_NUMBERS[k]))
+            elif k == "schedule" and v not in SCHEDULES:
+                raise ApiError(f"schedule: Invalid value {v}")
             elif k == "persist":
-                if v not in ("none", "src", "cookie", "active-cookie", "ssl", "header", "url", "rdp"):
+                v = v.lower()
+                if v not in PERSIST:
                     raise ApiError(f"persist: Invalid value {v}")
-            elif k in ("persisttimeout", "checkport", "idletime") and not v.isdigit():
-                raise ApiError(f"{k}: Invalid value {v}")
+            elif k == "checktype":
+                v = v.lower()
+                if v not in CHECK_TYPES:
+                    raise ApiError(f"checktype: Invalid value {v}")
+            elif k == "checkcodes":
+                v = " ".join(v.split())
+                if len(v) > 127 or any(not c.isdigit() or not 300 <= int(c) <= 599 for c in v.split()):
+                    raise ApiError(f"checkcodes: Invalid value {v} (codes 300-599)")
             new[k] = v
-        # One switch: forcing layer 4 turns layer 7 off and the other way round.
-        if "forcel4" in changes and self.firmware == "modern":
-            new["forcel7"] = "N" if new["forcel4"] == "Y" else "Y"
-        elif "forcel7" in changes and self.firmware == "modern":
-            new["forcel4"] = "N" if new["forcel7"] == "Y" else "Y"
-        if new.get("sslacceleration") == "Y" and (new.get("forcel4") == "Y" or new.get("forcel7") == "N"):
+        trial = VirtualService(vs.index, vs.vip, vs.port, vs.prot, new, vs.rs)
+        if new.get("sslacceleration") == "Y" and self.layer(trial) == 4:
             raise ApiError("SSL acceleration needs a layer 7 service")
-        vs.settings = new
+        vs.settings = {k: v for k, v in new.items() if v != "" or k not in ("checkurl", "checkcodes")}
 
     def _cmd_showrs(self, params: dict[str, str]) -> str:
         self._allow(params, VS_ID + RS_ID)
@@ -461,10 +561,10 @@ class KempApiSimulator:
             raise ApiError("Real Server already exists")
         if addr == vs.vip:
             raise ApiError("Real Server address is the Virtual Service address")
-        rs = RealServer(self._next_rs, addr, port, {"forward": "nat", "weight": "1000", "enable": "Y",
-                                                     "limit": "0", "critical": "N", "follow": "0"})  # fmt: skip
+        rs = RealServer(self._next_rs, addr, port, {"forward": "nat", "weight": "1000", "limit": "0", "ratelimit": "0",
+                                                     "follow": "0", "enable": "Y", "critical": "N"})  # fmt: skip
+        self._apply_rs(vs, rs, {k: v for k, v in params.items() if k not in VS_ID + RS_ID})
         self._next_rs += 1
-        self._apply_rs(rs, {k: v for k, v in params.items() if k not in VS_ID + RS_ID})
         vs.rs.append(rs)
         return f"<Rs>{self._rs_xml(vs, rs)}</Rs>"
 
@@ -475,7 +575,7 @@ class KempApiSimulator:
         changes = {k: v for k, v in params.items() if k not in VS_ID + RS_ID}
         if not changes:
             raise ApiError("No parameters to change")
-        self._apply_rs(rs, changes)
+        self._apply_rs(vs, rs, changes)
         return None
 
     def _cmd_delrs(self, params: dict[str, str]) -> None:
@@ -484,8 +584,9 @@ class KempApiSimulator:
         vs.rs.remove(self._get_rs(vs, params))
         return None
 
-    def _apply_rs(self, rs: RealServer, changes: dict[str, str]) -> None:
+    def _apply_rs(self, vs: VirtualService, rs: RealServer, changes: dict[str, str]) -> None:
         new = dict(rs.settings)
+        port = rs.port
         for k, v in changes.items():
             if k in ("enable", "critical", "non_local"):
                 v = _yn(v, k)
@@ -493,13 +594,29 @@ class KempApiSimulator:
                 v = v.lower()
                 if v not in ("nat", "route"):
                     raise ApiError(f"forward: Invalid value {v} (nat or route)")
-            elif k == "weight":
-                if not v.isdigit() or not 1 <= int(v) <= 65535:
-                    raise ApiError(f"weight: Invalid value {v} (1-65535)")
-            elif not v.isdigit():
-                raise ApiError(f"{k}: Invalid value {v}")
-            new[k] = v
-        rs.settings = new
+                if v == "route" and self.layer(vs) != 4:
+                    raise ApiError("forward: route (Direct return) needs a layer 4 service: force L4 first")
+            elif k in RS_NUMBERS:
+                v = str(_number(v, k, *RS_NUMBERS[k]))
+            if k == "newport":
+                port = int(v)
+            elif k != "non_local":
+                new[k] = v
+        if port != rs.port and any(r.addr == rs.addr and r.port == port for r in vs.rs):
+            raise ApiError("Real Server already exists")
+        rs.settings, rs.port = new, port
+
+    def _cmd_showiface(self, params: dict[str, str]) -> str:
+        self._allow(params, ("iface",))
+        ids = list(range(len(self.interfaces)))
+        if "iface" in params:
+            ids = [_number(params["iface"], "iface", 0, len(self.interfaces) - 1)]
+        return "".join(
+            f"<Interface><Id>{i}</Id><IPAddress>{self.interfaces[i]}</IPAddress><Mtu>1500</Mtu>"
+            f"<InterfaceType>Port</InterfaceType><DefaultInterface>{'yes' if i == 0 else 'no'}</DefaultInterface>"
+            "</Interface>"
+            for i in ids
+        )
 
     # -- XML ---------------------------------------------------------------
 
@@ -509,11 +626,13 @@ class KempApiSimulator:
             f"<Index>{vs.index}</Index>",
             f"<VSAddress>{vs.vip}</VSAddress>",
             f"<VSPort>{vs.port}</VSPort>",
-            f"<Protocol>{vs.prot}</Protocol>",
         ]
+        if self.firmware == "modern":
+            parts.append(f"<Layer>{self.layer(vs)}</Layer>")  # [REC] right after VSPort
+        parts.append(f"<Protocol>{vs.prot}</Protocol>")
         for k, v in vs.settings.items():
             if k == "persist" and v == "none":
-                continue  # omitted when persistence is off
+                continue  # [REC] no Persist element when persistence is off
             parts.append(f"<{VS_ELEMENTS[k]}>{escape(v)}</{VS_ELEMENTS[k]}>")
         for tag, value in vs.extra.items():
             if isinstance(value, list):
@@ -531,8 +650,10 @@ class KempApiSimulator:
             f"<RsIndex>{rs.index}</RsIndex>",
             f"<Addr>{rs.addr}</Addr>",
             f"<Port>{rs.port}</Port>",
+            "<DnsName></DnsName>",
         ]
         parts += [f"<{RS_ELEMENTS[k]}>{escape(v)}</{RS_ELEMENTS[k]}>" for k, v in rs.settings.items()]
+        parts.append("<Nrules>0</Nrules>")
         return "".join(parts)
 
 
@@ -544,7 +665,7 @@ def _yn(value: str, name: str) -> str:
     return v
 
 
-def _port(value: str, name: str) -> int:
-    if not value.isdigit() or not 0 < int(value) < 65536:
-        raise ApiError(f"{name}: Invalid port {value}")
+def _number(value: str, name: str, low: int, high: int) -> int:
+    if not value.strip().isdigit() or not low <= int(value) <= high:
+        raise ApiError(f"{name}: Invalid value {value} ({low}-{high})")
     return int(value)

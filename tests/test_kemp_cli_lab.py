@@ -1,8 +1,9 @@
 """dsrprov enroll/status/unenroll --loadmaster against the lab's real servers
-and the Kemp API SIMULATOR (tests/kemp_simulator.py) standing in for the
-LoadMaster: the real server is configured and verified for real, then
-registered (Force L4 Virtual Service, "route" real server); unenroll drains
-and removes it at the LoadMaster before the host is unconfigured."""
+and the Kemp API SIMULATOR (tests/kemp_simulator.py, modern firmware) standing
+in for the LoadMaster: the real server is configured and verified for real,
+then registered (a Virtual Service forced to layer 4 with the service's health
+check, then a "route" real server); unenroll drains and removes it at the
+LoadMaster before the host is unconfigured."""
 
 from __future__ import annotations
 
@@ -89,6 +90,9 @@ def test_enroll_registers_unenroll_drains_and_removes(lab: labmod.Lab, inv: Path
     assert checks["registered at the LoadMaster"]["ok"] is True, checks
     vs = sim.find(VIP, 80)
     assert vs is not None and vs.settings["forcel4"] == "Y" and vs.settings["forcel7"] == "N"
+    assert sim.layer(vs) == 4  # forced to layer 4 before rs1 was added with route
+    # The lab service's health check (http, path /) is the LoadMaster's too, not its defaults.
+    assert vs.settings["checktype"] == "http" and vs.settings["checkurl"] == "/"
     assert rs_of(sim) == {rs1: ("route", "1", "Y")}
     assert sim.find("fd42:d5a:0:1::200", 80) is None  # web6 has no real server: no Virtual Service
 

@@ -1,14 +1,19 @@
 """Role dsr_loadmaster_kemp through ansible-playbook site.yml, against the Kemp
-API SIMULATOR (tests/kemp_simulator.py) and, when DSRPROV_KEMP_HOST is set, a
-real LoadMaster (docs/kemp.md, "Testing against a real LoadMaster").
+API SIMULATOR (tests/kemp_simulator.py) in both of its firmware generations
+(backend ``simulator``: Layer, ForceL4 and ForceL7 reported; ``simulator-legacy``:
+only ForceL7) and, when DSRPROV_KEMP_HOST is set, a real LoadMaster
+(backend ``real``; docs/kemp.md, "Against a real LoadMaster").
 
 Every assertion reads the LoadMaster back through its API (dsrprov.kemp), so
-the same tests run against both."""
+the same tests run against all of them; what only the simulator can show
+(the exact command sequence) is asserted for the simulator only."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,7 +24,7 @@ import pytest
 import yaml
 
 from ansible_collections.dsrprov.dsr.plugins.module_utils import kemp_api as kemp
-from tests.conftest import run_playbook
+from tests.conftest import ansible_env, run_playbook, venv_bin
 from tests.kemp_simulator import KempApiSimulator, SimPki, make_pki
 
 
@@ -59,7 +64,11 @@ NO_REAL = (
     "no real LoadMaster: set DSRPROV_KEMP_HOST, DSRPROV_KEMP_API_KEY (or _USER/_PASSWORD), "
     "DSRPROV_KEMP_CA or DSRPROV_KEMP_FINGERPRINT, DSRPROV_KEMP_TEST_VIP, DSRPROV_KEMP_TEST_RS (docs/kemp.md)"
 )
-BACKENDS = ["simulator", pytest.param("real", marks=pytest.mark.skipif(not REAL, reason=NO_REAL))]
+BACKENDS = [
+    "simulator",
+    "simulator-legacy",
+    pytest.param("real", marks=pytest.mark.skipif(not REAL, reason=NO_REAL)),
+]
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +84,8 @@ def other_pki(tmp_path_factory: pytest.TempPathFactory) -> SimPki:
 
 @pytest.fixture(params=BACKENDS)
 def lm(request: pytest.FixtureRequest, pki: SimPki) -> Iterator[Lm]:
-    if request.param == "simulator":
-        sim = KempApiSimulator(pki).start()
+    if request.param.startswith("simulator"):
+        sim = KempApiSimulator(pki, firmware="legacy" if request.param.endswith("legacy") else "modern").start()
         yield Lm(
             "simulator",
             sim.address,
@@ -112,15 +121,22 @@ def lm(request: pytest.FixtureRequest, pki: SimPki) -> Iterator[Lm]:
 
 
 def write_inventory(
-    path: Path, lm: Lm, hosts: list[str], *, lm_vars: dict[str, Any] | None = None, lb_algo: str = "rr"
+    path: Path,
+    lm: Lm,
+    hosts: list[str],
+    *,
+    lm_vars: dict[str, Any] | None = None,
+    lb_algo: str = "rr",
+    service: dict[str, Any] | None = None,
+    rs_vars: dict[str, Any] | None = None,
 ) -> Path:
     """A throw-away inventory: real servers rs1.. (never contacted: --limit lm1) and lm1."""
-    rs_hosts = {f"rs{i + 1}": {"ansible_host": lm.rs[i], "dsr_vips": [lm.vip]} for i in range(len(lm.rs))}
+    rs_hosts = {f"rs{i + 1}": {"ansible_host": lm.rs[i], "dsr_vips": [lm.vip], **(rs_vars or {})}
+                for i in range(len(lm.rs))}  # fmt: skip
+    svc = {"name": "web", "vip": lm.vip, "port": 80, "protocol": "tcp", "lb_algo": lb_algo, **(service or {})}
     inv = {
         "all": {
-            "vars": {
-                "dsr_services": [{"name": "web", "vip": lm.vip, "port": 80, "protocol": "tcp", "lb_algo": lb_algo}]
-            },
+            "vars": {"dsr_services": [svc]},
             "children": {
                 "dsr_realservers_linux": {"hosts": {h: v for h, v in rs_hosts.items() if h in hosts}},
                 "dsr_loadmasters": {
@@ -157,6 +173,14 @@ def rs_view(vs: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
     return {r["Addr"]: (r["Forward"], r["Weight"], r["Enable"]) for r in kemp.real_servers(vs)}
 
 
+def check_view(vs: dict[str, Any], port: int = 80) -> dict[str, str]:
+    """The health-check settings as the LoadMaster reports them (CheckPort 0: the real server's port)."""
+    out = {k: str(vs.get(k, "")) for k in ("CheckType", "CheckPort", "CheckUrl", "CheckCodes")}
+    if out["CheckPort"] == "0":
+        out["CheckPort"] = str(port)
+    return out
+
+
 def test_create_then_rerun_changes_nothing(lm: Lm, tmp_path: Path) -> None:
     inv = write_inventory(tmp_path, lm, ["rs1"])
     code, out = play(inv, "--diff")
@@ -164,7 +188,13 @@ def test_create_then_rerun_changes_nothing(lm: Lm, tmp_path: Path) -> None:
     assert recap(out)["changed"] == 1
     vs = lm.vs()
     assert vs is not None and kemp.force_l4(vs), vs
+    if "Layer" in vs:  # the firmware's own word, where it reports it
+        assert vs["Layer"] == "4", vs
     assert vs["Enable"] == "Y" and vs["Schedule"] == "rr" and vs["NickName"] == "web"
+    # No health_check in the model: its default, TCP on the service port (not the LoadMaster's HTTP default).
+    checks = check_view(vs)
+    assert (checks["CheckType"], checks["CheckPort"]) == ("tcp", "80"), vs
+    assert str(vs.get("Persist") or "none") == "none"
     assert rs_view(vs) == {lm.rs[0]: ("route", "1", "Y")}
     # --diff shows the settings that matter, before and after.
     assert f"-virtual service web ({lm.vip}:80/tcp): absent" in out
@@ -329,11 +359,15 @@ def test_legacy_firmware_forces_layer4_with_forcel7(pki: SimPki, tmp_path: Path)
         assert vs is not None and "ForceL4" not in vs and vs["ForceL7"] == "N"
         assert [p.get("forcel7") for c, p in sim.log if c == "modvs"] == ["N"]
         assert recap(play(inv)[1])["changed"] == 0
-        # Asking this firmware for ForceL4 fails with the API's own answer, before any real server is added.
+        # Asking this firmware for ForceL4 fails with the API's own answer, before any real server is added,
+        # and the Virtual Service the run created is deleted again.
         sim.vs.clear()
+        writes = len(sim.commands())
         inv = write_inventory(tmp_path, lm, ["rs1"], lm_vars={"dsr_loadmaster_kemp_force_parameter": "ForceL4"})
         code, out = play(inv)
         assert code != 0 and "modvs failed (400): Unknown parameter: forcel4" in out
+        assert "the new virtual service was deleted again" in out
+        assert sim.commands()[writes:] == ["addvs", "modvs", "delvs"] and sim.vs == []
     finally:
         sim.stop()
 
@@ -349,4 +383,58 @@ def test_bad_settings_refused_before_contact(lm: Lm, tmp_path: Path) -> None:
         assert code != 0 and reason in out, out
     code, out = play(write_inventory(tmp_path, lm, ["rs1"], lb_algo="mh"))
     assert code != 0 and "lb_algo 'mh' has no LoadMaster equivalent" in out, out
+    # What the model allows and the LoadMaster would refuse: refused before any request.
+    code, out = play(write_inventory(tmp_path, lm, ["rs1"], rs_vars={"dsr_weight": 65531}))
+    assert code != 0 and "real server rs1 has dsr_weight 65531; the LoadMaster takes weights 1-65530" in out, out
+    code, out = play(write_inventory(tmp_path, lm, ["rs1"], service={"persistence_timeout": 604801}))
+    assert code != 0 and "persistence_timeout 604801 is longer than the LoadMaster's longest" in out, out
     assert lm.writes() == []
+    if lm.sim:
+        assert lm.sim.log == []
+
+
+def test_health_check_and_persistence_follow_the_service_model(lm: Lm, tmp_path: Path) -> None:
+    """The LoadMaster checks each real server the way the directors do, and keeps
+    source-IP persistence exactly when the service has a persistence_timeout."""
+    http = {"health_check": {"type": "http", "path": "/healthz", "port": 8080}, "persistence_timeout": 300}
+    inv = write_inventory(tmp_path, lm, ["rs1"], service=http)
+    code, out = play(inv, "--diff")
+    assert code == 0 and recap(out)["changed"] == 1, out
+    vs = lm.vs()
+    assert vs is not None and kemp.force_l4(vs)
+    assert check_view(vs) == {"CheckType": "http", "CheckPort": "8080", "CheckUrl": "/healthz", "CheckCodes": ""}
+    assert vs["Persist"] == "src" and vs["PersistTimeout"] == "300"
+    assert "CheckType=http CheckPort=8080 CheckUrl=/healthz Persist=src PersistTimeout=300" in out
+    assert recap(play(inv)[1])["changed"] == 0
+    # The model changes: a TCP check on the service port, no persistence.
+    inv = write_inventory(tmp_path, lm, ["rs1"], service={"health_check": {"type": "tcp"}})
+    code, out = play(inv)
+    assert code == 0 and recap(out)["changed"] == 1, out
+    vs = lm.vs()
+    assert vs is not None and check_view(vs)["CheckType"] == "tcp" and check_view(vs)["CheckPort"] == "80"
+    assert str(vs.get("Persist") or "none") == "none"
+    if lm.sim:
+        assert lm.writes() == ["addvs", "modvs", "addrs", "modvs"]
+
+
+def test_real_server_off_the_loadmaster_networks_refused(lm: Lm, tmp_path: Path) -> None:
+    """Direct return only rewrites the MAC address: a real server on no LoadMaster
+    subnet (here TEST-NET-2) is refused after the reads, before any change."""
+    off = Lm(lm.kind, lm.address, lm.auth, lm.tls, lm.vip, ["198.51.100.77"], lm.sim, lm.secrets)
+    code, out = play(write_inventory(tmp_path, off, ["rs1"]))
+    assert code != 0 and "real server rs1 (198.51.100.77) is on no network of LoadMaster" in out, out
+    assert lm.vs() is None and lm.writes() == []
+
+
+def test_module_documentation_renders_with_ansible_doc() -> None:
+    """DOCUMENTATION, EXAMPLES and RETURN of dsr_kemp_services are valid YAML that ansible-doc renders."""
+    env = {**ansible_env(), "ANSIBLE_COLLECTIONS_PATH": str(Path(__file__).resolve().parents[1] / "src")}
+    proc = subprocess.run(
+        [venv_bin("ansible-doc"), "--json", "dsrprov.dsr.dsr_kemp_services"],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)["dsrprov.dsr.dsr_kemp_services"]
+    assert doc["doc"]["options"]["services"]["required"] is True
+    assert yaml.safe_load(doc["examples"])[0]["dsrprov.dsr.dsr_kemp_services"]["address"]
+    assert set(doc["return"]) == {"actions", "services"}

@@ -105,9 +105,10 @@ def _address(host: Host, vip: str) -> str:
 def read(inv: Inventory, names: list[str], timeout: float = 15.0) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Every real server of the inventory's services on each LoadMaster, as the LoadMaster reports it.
 
-    Returns rows ``{loadmaster, service, vs, host, address, forward, weight, enable, status}`` (host is
-    "-" for a real server the inventory does not list, forward "missing" for one the LoadMaster lacks)
-    and the LoadMasters that could not be read, with the reason."""
+    Returns rows ``{loadmaster, service, vs, layer, host, address, forward, weight, enable, status}``
+    (layer: the Virtual Service's, as ``dsrprov.kemp.layer`` reads it; host is "-" for a real server
+    the inventory does not list, forward "missing" for one the LoadMaster lacks) and the LoadMasters
+    that could not be read, with the reason."""
     rows: list[dict[str, Any]] = []
     errors: dict[str, str] = {}
     rs_hosts = [inv.host(h) for h in inv.hostnames() if inv.host(h).is_realserver]
@@ -118,6 +119,7 @@ def read(inv: Inventory, names: list[str], timeout: float = 15.0) -> tuple[list[
             for svc in _services(inv, lm):
                 vip, port, prot = str(svc["vip"]).split("/")[0], int(svc["port"]), str(svc.get("protocol", "tcp"))
                 vs = c.find_vs(vip, port, prot)
+                layer = kemp.layer(vs) if vs is not None else "-"
                 label = f"{vip}:{port}/{prot}" if ":" not in vip else f"[{vip}]:{port}/{prot}"
                 held = {
                     _address(h, vip): h.name for h in rs_hosts if _ip(vip) in [_ip(v.split("/")[0]) for v in h.vips]
@@ -126,14 +128,14 @@ def read(inv: Inventory, names: list[str], timeout: float = 15.0) -> tuple[list[
                 for r in kemp.real_servers(vs or {}):
                     addr = _ip(str(r.get("Addr", "")))
                     seen.add(addr)
-                    rows.append({"loadmaster": name, "service": svc.get("name"), "vs": label,
+                    rows.append({"loadmaster": name, "service": svc.get("name"), "vs": label, "layer": layer,
                                  "host": held.get(addr, "-"), "address": f"{addr}:{r.get('Port')}",
                                  "forward": r.get("Forward", ""), "weight": r.get("Weight", ""),
                                  "enable": r.get("Enable", ""), "status": r.get("Status", "")})  # fmt: skip
                 for addr, host in held.items():
                     if addr not in seen:
-                        rows.append({"loadmaster": name, "service": svc.get("name"), "vs": label, "host": host,
-                                     "address": f"{addr}:{port}", "forward": "missing", "weight": "-",
+                        rows.append({"loadmaster": name, "service": svc.get("name"), "vs": label, "layer": layer,
+                                     "host": host, "address": f"{addr}:{port}", "forward": "missing", "weight": "-",
                                      "enable": "-", "status": "no virtual service" if vs is None else "-"})  # fmt: skip
         except kemp.KempError as exc:
             errors[name] = str(exc)
@@ -159,19 +161,21 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def registered(inv: Inventory, names: list[str], hosts: list[str]) -> dict[str, Check]:
-    """Read back after enroll: is each host a "route", enabled real server of its services on the LoadMasters?"""
+    """Read back after enroll: is each host a "route", enabled real server of its services on the
+    LoadMasters, in a Virtual Service that works at layer 4 (route on layer 7 is no DSR)?"""
     rows, errors = read(inv, names)
     out: dict[str, Check] = {}
     for host in hosts:
         mine = [r for r in rows if r["host"] == host]
-        bad = [r for r in mine if r["forward"] != "route" or r["enable"] != "Y"]
+        bad = [r for r in mine if r["forward"] != "route" or r["enable"] != "Y" or r["layer"] != "4"]
         if errors:
             out[host] = Check("registered at the LoadMaster", None, "not read back: " + "; ".join(errors.values()))
         elif not mine:
             out[host] = Check("registered at the LoadMaster", None, "no LoadMaster service holds its VIPs")
         elif bad:
             detail = ", ".join(
-                f"{r['loadmaster']} {r['vs']}: forward={r['forward']} enabled={r['enable']}" for r in bad
+                f"{r['loadmaster']} {r['vs']}: layer={r['layer']} forward={r['forward']} enabled={r['enable']}"
+                for r in bad
             )
             out[host] = Check("registered at the LoadMaster", False, detail)
         else:

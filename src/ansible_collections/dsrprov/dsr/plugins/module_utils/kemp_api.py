@@ -5,10 +5,14 @@ Written from Kemp's public documentation (docs/kemp.md lists the pages):
 - every command is ``https://LM/access/<command>`` with ``name=value``
   parameters; the documentation shows them in the query string and notes that
   an HTTP POST with the same parameters as the body "is a more secure method
-  because the parameters are not passed in the URL". This client POSTs, so no
-  API key or other parameter ever lands in a URL or an access log;
-- authentication is HTTP basic (the ``bal`` user or another) or an API key
-  sent as the ``apikey`` parameter;
+  because the parameters are not passed in the URL". This client POSTs its
+  parameters in the body;
+- authentication is HTTP basic (the ``bal`` user or another; the password
+  travels in the Authorization header, never in a URL) or an API key. The
+  key goes where the v1 API is shown to take it: the ``apikey`` parameter of
+  the QUERY STRING (mathlu/loadmaster-go-client sends it so; no source found
+  confirms a key in a form body, see docs/kemp.md). The URL is never logged
+  and never part of an error message, here or in the role;
 - a success is ``<Response stat="200" code="ok">`` holding ``<Success>``
   (with ``<Data>`` for reads), a failure ``<Response stat="..." code="fail">``
   holding ``<Error>text</Error>``;
@@ -132,12 +136,26 @@ def real_servers(vs: dict[str, Any]) -> list[dict[str, Any]]:
     return [r for r in rs if isinstance(r, dict)]
 
 
-def force_l4(vs: dict[str, Any]) -> bool:
-    """Is the Virtual Service forced to layer 4? Firmware that reports ``ForceL4`` says so
-    directly; older firmware reports only ``ForceL7`` (off means layer 4)."""
+def layer(vs: dict[str, Any]) -> str:
+    """The layer a Virtual Service works at, "4" or "7".
+
+    Current firmware says so itself in ``<Layer>`` (recorded answers in
+    mathlu/loadmaster-go-client test_data: ``<Layer>4</Layer>`` with ForceL4=Y
+    ForceL7=N, ``<Layer>7</Layer>`` with ForceL4=N ForceL7=Y); that is the
+    answer wherever it is reported, whatever the flags say. Without it: both
+    flags reported, layer 4 needs ForceL4=Y and ForceL7 off; only ``ForceL7``
+    reported (older firmware, the Programmer Guide's answers), off means 4."""
+    reported = str(vs.get("Layer", "")).strip()
+    if reported:
+        return reported
     if "ForceL4" in vs:
-        return _flag(vs["ForceL4"]) and not _flag(vs.get("ForceL7"))
-    return not _flag(vs.get("ForceL7", "N"))
+        return "4" if _flag(vs["ForceL4"]) and not _flag(vs.get("ForceL7")) else "7"
+    return "7" if _flag(vs.get("ForceL7", "N")) else "4"
+
+
+def force_l4(vs: dict[str, Any]) -> bool:
+    """Does the Virtual Service work at layer 4 (see ``layer``)?"""
+    return layer(vs) == "4"
 
 
 def l7_problems(vs: dict[str, Any]) -> list[str]:
@@ -228,15 +246,18 @@ class Client:
         if not re.match(r"^[a-z0-9]+$", command):
             raise KempError(f"bad command name {command!r}")
         fields = {k: _param(v) for k, v in params.items() if v is not None}
-        if self._api_key:
-            fields["apikey"] = self._api_key
         body = urllib.parse.urlencode(fields)
         headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/xml"}
+        path = f"/access/{command}"
+        if self._api_key:
+            # The documented place for the key (module docstring). This path
+            # holds a secret: it is never logged nor put in a message.
+            path += "?" + urllib.parse.urlencode({"apikey": self._api_key})
         if self._auth:
             headers["Authorization"] = self._auth
         conn = self._connect()
         try:
-            conn.request("POST", f"/access/{command}", body=body, headers=headers)
+            conn.request("POST", path, body=body, headers=headers)
             resp = conn.getresponse()
             status, text = resp.status, resp.read()
         except (OSError, http.client.HTTPException) as exc:
@@ -266,6 +287,25 @@ class Client:
         if status == 401:
             raise KempAuthError(f"{where}: access denied (HTTP 401): wrong API key or user/password")
         raise KempError(f"{where}: HTTP {status}, not an API answer")
+
+    # -- the LoadMaster's own networks --------------------------------------
+
+    def interfaces(self) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
+        """The addresses of the LoadMaster's interfaces, with their prefixes.
+
+        ``showiface`` without ``iface`` answers for every interface (Kemp's
+        PowerShell module, Get-NetworkInterface), each ``<Interface>`` with
+        ``<IPAddress>a.b.c.d/nn</IPAddress>`` (the Multi-Tenant API
+        description's answer; additional addresses are not read)."""
+        data = self.call("showiface").find("Data")
+        found = []
+        for iface in data.iter("Interface") if data is not None else []:
+            text = (iface.findtext("IPAddress") or "").strip()
+            try:
+                found.append(ipaddress.ip_interface(text))
+            except ValueError:
+                continue
+        return found
 
     # -- Virtual Services --------------------------------------------------
 
@@ -318,6 +358,31 @@ class Client:
 # keepalived's lb_algo (the service model) as the LoadMaster's Schedule.
 SCHEDULES = {"rr": "rr", "wrr": "wrr", "lc": "lc", "wlc": "wlc", "sh": "sh"}
 FORCE_PARAMS = ("auto", "ForceL4", "ForceL7")
+# Weights the LoadMaster takes: Kemp's PowerShell module (7.2.60) validates
+# New-/Set-AdcRealServer -Weight with ValidateRange(1, 65530), where the
+# service model allows 0-65535. 0 keeps its model meaning, "registered but no
+# new connections": the real server is sent Enable=N and no weight.
+WEIGHT_MAX = 65530
+# The same module validates -PersistTimeout with ValidateRange(0, 604800).
+PERSIST_TIMEOUT_MAX = 604800
+# The service model's health_check type as the LoadMaster's CheckType. The
+# LoadMaster has no check of a UDP port (the module's CheckType set: tcp,
+# icmp, https, http, smtp, nntp, ftp, telnet, pop3, imap, rdp, ldap, none);
+# Kemp checks UDP services at layer 3 (ICMP) by default, so that is the
+# nearest: it sees a host go down, not a service (docs/kemp.md).
+HEALTH_CHECKS = {"tcp": "tcp", "http": "http", "udp": "icmp"}
+# Element of a showvs answer -> the modvs parameter that sets it.
+VS_PARAMS = {
+    "NickName": "nickname",
+    "Enable": "enable",
+    "Schedule": "schedule",
+    "CheckType": "checktype",
+    "CheckPort": "checkport",
+    "CheckUrl": "checkurl",
+    "CheckCodes": "checkcodes",
+    "Persist": "persist",
+    "PersistTimeout": "persisttimeout",
+}
 
 
 def vs_label(svc: dict[str, Any]) -> str:
@@ -328,14 +393,83 @@ def _hostport(address: str, port: Any) -> str:
     return f"[{address}]:{port}" if ":" in str(address) else f"{address}:{port}"
 
 
+def _health_check(svc: dict[str, Any]) -> dict[str, Any]:
+    """The service's health_check; the model's default (tcp on the service port) when it has none."""
+    hc = dict(svc.get("health_check") or {})
+    hc["type"] = str(hc.get("type") or "tcp").lower()
+    hc["port"] = int(hc.get("port") or svc["port"])
+    return hc
+
+
 def service_problem(svc: dict[str, Any]) -> str:
-    """What in the service model the LoadMaster cannot do, or ""."""
+    """What in the service model the LoadMaster cannot do, or "" (checked before any request)."""
+    name = svc["name"]
     if svc.get("lb_algo", "wlc") not in SCHEDULES:
+        known = ", ".join(SCHEDULES)
+        return f"service {name}: lb_algo {svc.get('lb_algo')!r} has no LoadMaster equivalent (known: {known})"
+    for rs in svc.get("real_servers") or []:
+        weight = int(rs.get("weight", 1))
+        if not 0 <= weight <= WEIGHT_MAX:
+            return (
+                f"service {name}: real server {rs.get('name', rs['address'])} has dsr_weight {weight}; the LoadMaster "
+                f"takes weights 1-{WEIGHT_MAX} (0 registers it disabled)"
+            )
+    timeout = svc.get("persistence_timeout")
+    if timeout and int(timeout) > PERSIST_TIMEOUT_MAX:
         return (
-            f"service {svc['name']}: lb_algo {svc.get('lb_algo')!r} has no LoadMaster equivalent "
-            f"(known: {', '.join(SCHEDULES)})"
+            f"service {name}: persistence_timeout {timeout} is longer than the LoadMaster's longest "
+            f"persistence ({PERSIST_TIMEOUT_MAX} seconds, 7 days)"
+        )
+    hc = _health_check(svc)
+    if hc["type"] not in HEALTH_CHECKS:
+        return f"service {name}: health_check type {hc['type']!r} has no LoadMaster equivalent"
+    status = int(hc.get("status", 200))
+    if hc["type"] == "http" and not 200 <= status <= 599:
+        return (
+            f"service {name}: health_check status {status}: the LoadMaster counts every 2xx answer as up and takes "
+            "other codes from 300 to 599"
         )
     return ""
+
+
+def vs_settings(svc: dict[str, Any]) -> dict[str, str]:
+    """The Virtual Service settings the service model decides, as showvs reports them (layer aside)."""
+    out = {"NickName": svc["name"], "Enable": "Y", "Schedule": SCHEDULES[svc.get("lb_algo", "wlc")]}
+    hc = _health_check(svc)
+    out["CheckType"] = HEALTH_CHECKS[hc["type"]]
+    if hc["type"] != "udp":  # a ping has no port
+        out["CheckPort"] = str(hc["port"])
+    if hc["type"] == "http":
+        out["CheckUrl"] = str(hc.get("path") or "/")
+        # Without codes the LoadMaster counts 200-299, 301, 302 and 401 as up;
+        # custom codes (300-599) replace that set, 2xx stay up (WUI guide).
+        status = int(hc.get("status", 200))
+        out["CheckCodes"] = "" if 200 <= status <= 299 else str(status)
+    timeout = svc.get("persistence_timeout")
+    # DSR keeps only source-IP persistence (the LoadMaster never sees a reply,
+    # so no cookie); keepalived's persistence_timeout is exactly that.
+    out.update({"Persist": "src", "PersistTimeout": str(int(timeout))} if timeout else {"Persist": "none"})
+    return out
+
+
+def _current(vs: dict[str, Any], key: str) -> str:
+    value = str(vs.get(key, "") or "").strip()
+    return "none" if key == "Persist" and not value else value
+
+
+def _matches(svc: dict[str, Any], key: str, want: str, vs: dict[str, Any]) -> bool:
+    have = _current(vs, key)
+    if key == "CheckPort" and have in ("", "0"):
+        have = str(svc["port"])  # 0: the real server's port, which is the service port under DSR
+    if key == "CheckCodes":
+        return have.split() == want.split()
+    if key == "NickName":
+        return have == want
+    return have.lower() == want.lower()
+
+
+def _layer_view(vs: dict[str, Any]) -> str:
+    return " ".join(f"{k}={vs[k]}" for k in ("Layer", "ForceL4", "ForceL7") if k in vs) or "no layer reported"
 
 
 def _rs_view(r: dict[str, Any]) -> dict[str, str]:
@@ -348,10 +482,15 @@ def _rs_view(r: dict[str, Any]) -> dict[str, str]:
 
 def _vs_view(vs: dict[str, Any]) -> dict[str, str]:
     out = {"Enable": str(vs.get("Enable", "")), "Schedule": str(vs.get("Schedule", ""))}
-    if "ForceL4" in vs:
-        out["ForceL4"] = str(vs["ForceL4"])
-    if "ForceL7" in vs:
-        out["ForceL7"] = str(vs["ForceL7"])
+    for key in ("Layer", "ForceL4", "ForceL7", "CheckType", "CheckPort"):
+        if key in vs:
+            out[key] = str(vs[key])
+    for key in ("CheckUrl", "CheckCodes"):
+        if vs.get(key):
+            out[key] = str(vs[key])
+    out["Persist"] = _current(vs, "Persist")
+    if out["Persist"] != "none":
+        out["PersistTimeout"] = str(vs.get("PersistTimeout", ""))
     return out
 
 
@@ -371,9 +510,12 @@ def describe(svc: dict[str, Any], vs: dict[str, Any] | None) -> list[str]:
 
 class Reconciler:
     """Bring the services onto the LoadMaster: every read first, every check
-    next, then the changes; real servers that leave are drained (disabled,
-    so that no new connection reaches them) for ``drain_seconds`` before they
-    are deleted. In check mode nothing is written and nothing waits."""
+    next, then the changes. Per service Kemp's order: the Virtual Service is
+    forced to layer 4 and read back BEFORE any real server is added with
+    "Direct return"; one this run created is deleted again if that fails.
+    Real servers that leave are drained (disabled, so that no new connection
+    reaches them) for ``drain_seconds`` before they are deleted. In check
+    mode nothing is written and nothing waits."""
 
     def __init__(
         self,
@@ -383,6 +525,7 @@ class Reconciler:
         purge: bool = True,
         force_param: str = "auto",
         drain_seconds: float = 30,
+        check_networks: bool = True,
         sleep: Any = None,
     ) -> None:
         if force_param not in FORCE_PARAMS:
@@ -392,6 +535,7 @@ class Reconciler:
         self.purge = purge
         self.force_param = force_param
         self.drain_seconds = drain_seconds
+        self.check_networks = check_networks
         import time
 
         self._sleep = sleep or time.sleep
@@ -406,12 +550,16 @@ class Reconciler:
         if not self.check:
             func(*args, **kwargs)
 
-    def _force(self, vs: dict[str, Any]) -> tuple[str, str]:
-        """The parameter and value that force layer 4 on this firmware."""
-        param = self.force_param
-        if param == "auto":
-            param = "ForceL4" if "ForceL4" in vs else "ForceL7"
-        return (param, "Y") if param == "ForceL4" else (param, "N")
+    def _force(self, vs: dict[str, Any]) -> dict[str, str]:
+        """What forces layer 4 on this firmware. Both flags where both are
+        reported: the recorded layer-4 answer carries ForceL4=Y with ForceL7=N,
+        and Kemp's PowerShell module (7.2.60) sets the layer with ForceL7
+        alone, so ForceL4=Y by itself may leave ForceL7=Y (layer 7)."""
+        if self.force_param == "ForceL4":
+            return {"ForceL4": "Y"}
+        if self.force_param == "ForceL7":
+            return {"ForceL7": "N"}
+        return {"ForceL4": "Y", "ForceL7": "N"} if "ForceL4" in vs else {"ForceL7": "N"}
 
     @staticmethod
     def _desired_rs(rs: dict[str, Any]) -> dict[str, str]:
@@ -421,6 +569,62 @@ class Reconciler:
         if weight == 0:
             return {"Forward": "route", "Enable": "N"}
         return {"Forward": "route", "Weight": str(weight), "Enable": "Y"}
+
+    def _check_networks(self, services: list[dict[str, Any]]) -> None:
+        """Route ("Direct return") rewrites only the destination MAC address, so
+        a real server must be on a subnet of the LoadMaster; and Kemp's DSR is
+        one-armed: the VIP on that same subnet. Checked from the LoadMaster's
+        own interface list, before any change."""
+        where = f"LoadMaster {self.client.address}"
+        skip = "set dsr_loadmaster_kemp_check_networks to false to skip this check"
+        try:
+            nets = self.client.interfaces()
+        except KempError as exc:
+            raise KempError(f"{exc}; the real servers' networks cannot be checked ({skip})") from None
+        if not nets:
+            raise KempError(f"{where}: showiface reported no interface address ({skip})")
+        shown = ", ".join(str(n) for n in nets)
+        for svc in services:
+            vip = ipaddress.ip_address(svc["vip"])
+            for rs in svc["real_servers"]:
+                ip = ipaddress.ip_address(rs["address"])
+                holding = [n for n in nets if n.version == ip.version and ip in n.network]
+                label = f"real server {rs.get('name', rs['address'])} ({ip})"
+                if not holding:
+                    raise KempError(
+                        f"service {svc['name']}: {label} is on no network of {where} ({shown}); Direct return "
+                        f"(route) only changes the MAC address, so a real server must be on a LoadMaster subnet "
+                        f"({skip})"
+                    )
+                if not any(n.version == vip.version and vip in n.network for n in holding):
+                    raise KempError(
+                        f"service {svc['name']}: VIP {vip} is not on the network of {label} at {where} ({shown}); "
+                        f"Kemp's DSR works one-armed only, the VIP and its real servers on one subnet ({skip})"
+                    )
+
+    def _vs_problems(self, svc: dict[str, Any], got: dict[str, Any], sent: dict[str, str] | None) -> list[str]:
+        """What a read-back Virtual Service lacks; ``sent``: the force parameters just sent, if any."""
+        problems = []
+        if not force_l4(got):
+            text = f"is at layer {layer(got)} ({_layer_view(got)})"
+            if sent:
+                text += f" after modvs {' '.join(f'{k}={v}' for k, v in sent.items())}: the firmware did not take it"
+            problems.append(
+                text + "; if this firmware takes only one of ForceL4/ForceL7, set dsr_loadmaster_kemp_force_parameter"
+            )
+        for key, want in vs_settings(svc).items():
+            if not _matches(svc, key, want, got):
+                problems.append(f"reports {key}={_current(got, key)!r} after the change, expected {want!r}")
+        return problems
+
+    def _rollback(self, svc: dict[str, Any], why: str) -> KempError:
+        """Delete the Virtual Service this run created; the error to raise."""
+        self.actions.append(f"delete virtual service {vs_label(svc)} again (created by this run, which failed)")
+        try:
+            self.client.del_vs(svc["vip"], svc["port"], svc["protocol"])
+        except KempError as exc:
+            return KempError(f"{why}; deleting the new virtual service again failed too: {exc}")
+        return KempError(f"{why}; nothing was left of it: the new virtual service was deleted again")
 
     # -- the run -----------------------------------------------------------
 
@@ -443,6 +647,10 @@ class Reconciler:
                         "the clients directly, the LoadMaster sees only the requests at layer 4); turn it off "
                         "on the LoadMaster, or give the service another VIP"
                     )
+        if state == "present" and self.check_networks:
+            with_rs = [svc for svc in services if svc.get("real_servers")]
+            if with_rs:
+                self._check_networks(with_rs)
         leaving: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (service, Rs entry)
         expected: dict[str, dict[str, Any] | None] = {}
         for svc in services:
@@ -487,70 +695,35 @@ class Reconciler:
     def _present(
         self, svc: dict[str, Any], vs: dict[str, Any] | None, leaving: list[tuple[dict[str, Any], dict[str, Any]]]
     ) -> dict[str, Any] | None:
-        """Queue the changes for one service; return the Virtual Service as it should be after them."""
+        """Make one service's changes (queue them, in check mode); return the Virtual Service as it should be."""
         vip, port, prot = svc["vip"], svc["port"], svc["protocol"]
+        label = vs_label(svc)
         if vs is None and not svc.get("real_servers"):
             return None  # no real server yet: no Virtual Service to create (an existing one stays)
-        want_vs = {"NickName": svc["name"], "Enable": "Y", "Schedule": SCHEDULES[svc.get("lb_algo", "wlc")]}
+        want_vs = vs_settings(svc)
+        created = vs is None
         if vs is None:
             self._do(
-                f"create virtual service {vs_label(svc)}",
+                f"create virtual service {label}",
                 self.client.add_vs, vip, port, prot,
                 nickname=want_vs["NickName"], enable="Y", schedule=want_vs["Schedule"],
             )  # fmt: skip
             if self.check:
-                # addvs's defaults are the firmware's; what is forced after it is known.
-                vs = {"VSAddress": vip, "VSPort": str(port), "Protocol": prot, **want_vs, "Rs": []}
+                # addvs's defaults are the firmware's (layer 7, an HTTP check); what is set after it is known.
+                vs = {"VSAddress": vip, "VSPort": str(port), "Protocol": prot, "NickName": svc["name"], "Enable": "Y",
+                      "Schedule": want_vs["Schedule"], "ForceL7": "Y", "Rs": []}  # fmt: skip
                 if self.force_param != "ForceL7":
                     vs["ForceL4"] = "N"
-                vs["ForceL7"] = "Y"
             else:
                 vs = self.client.show_vs(vip, port, prot)
-        changes = {
-            k.lower(): v
-            for k, v in want_vs.items()
-            if str(vs.get(k, "")).strip().upper() != v.upper() and k != "NickName"
-        }
-        if vs.get("NickName", "") != svc["name"]:
-            changes["nickname"] = svc["name"]
-        param, value = self._force(vs)
-        if not force_l4(vs):
-            changes[param] = value
-        after = dict(vs)
-        for k, v in want_vs.items():
-            after[k] = v
-        if changes:
-            text = " ".join(f"{k}={v}" for k, v in changes.items())
-            self._do(f"set virtual service {vs_label(svc)}: {text}", self.client.mod_vs, vip, port, prot, **changes)
-        after[param] = value
-        if param == "ForceL4":
-            after["ForceL7"] = "N"
-        # Real servers: by address and port (the service port: DSR cannot remap ports).
         have = {(_ip(r.get("Addr")), str(r.get("Port"))): r for r in real_servers(vs)}
-        rs_after: list[dict[str, Any]] = []
-        wanted_keys = set()
-        for rs in svc.get("real_servers") or []:
-            key = (_ip(rs["address"]), str(port))
-            wanted_keys.add(key)
-            want = self._desired_rs(rs)
-            label = f"{vs_label(svc)} real server {rs.get('name', rs['address'])} ({_hostport(rs['address'], port)})"
-            cur = have.get(key)
-            if cur is None:
-                self._do(
-                    f"add {label}: " + " ".join(f"{k}={v}" for k, v in want.items()),
-                    self.client.add_rs, vip, port, prot, rs["address"], port,
-                    **{k.lower(): v for k, v in want.items()},
-                )  # fmt: skip
-                rs_after.append({"Addr": rs["address"], "Port": str(port), **want})
-                continue
-            diff = {k: v for k, v in want.items() if str(cur.get(k, "")).strip().lower() != v.lower()}
-            if diff:
-                self._do(
-                    f"set {label}: " + " ".join(f"{k}={v}" for k, v in diff.items()),
-                    self.client.mod_rs, vip, port, prot, cur["Addr"], cur["Port"],
-                    **{k.lower(): v for k, v in diff.items()},
-                )  # fmt: skip
-            rs_after.append({**cur, **want})
+        try:
+            after = self._vs_first(svc, vs, want_vs, created)
+            rs_after, wanted_keys = self._real_servers(svc, have)
+        except KempError as exc:
+            if created and not self.check:
+                raise self._rollback(svc, str(exc)) from None
+            raise
         for key, cur in have.items():
             if key not in wanted_keys:
                 if self.purge:
@@ -559,6 +732,66 @@ class Reconciler:
                     rs_after.append(cur)
         after["Rs"] = rs_after
         return after
+
+    def _vs_first(
+        self, svc: dict[str, Any], vs: dict[str, Any], want_vs: dict[str, str], created: bool
+    ) -> dict[str, Any]:
+        """The Virtual Service forced to layer 4 (Kemp: "enable Force L4 ... and select
+        Direct return"), with its health check and persistence, and read back at once:
+        nothing goes on to the real servers before it works at layer 4."""
+        vip, port, prot = svc["vip"], svc["port"], svc["protocol"]
+        changes = {VS_PARAMS[k]: v for k, v in want_vs.items() if not _matches(svc, k, v, vs)}
+        force = {} if force_l4(vs) else self._force(vs)
+        changes.update(force)
+        after = {**vs, **want_vs, **force}
+        if force and "Layer" in vs:
+            after["Layer"] = "4"
+        if changes:
+            text = " ".join(f"{k}={v}" for k, v in changes.items())
+            self._do(f"set virtual service {vs_label(svc)}: {text}", self.client.mod_vs, vip, port, prot, **changes)
+        if not self.check and (changes or created):
+            got = self.client.show_vs(vip, port, prot)
+            problems = self._vs_problems(svc, got, force)
+            if problems:
+                raise KempError(
+                    f"LoadMaster {self.client.address}: virtual service {vs_label(svc)} "
+                    + "; ".join(problems)
+                    + ("; no real server was added" if created else "; no real server was changed")
+                )
+            after = dict(got)
+        return after
+
+    def _real_servers(
+        self, svc: dict[str, Any], have: dict[tuple[str, str], dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], set[tuple[str, str]]]:
+        """Each real server by address and port (the service port: DSR cannot remap
+        ports) with route, its weight, enabled; the Rs entries as they should be."""
+        vip, port, prot = svc["vip"], svc["port"], svc["protocol"]
+        rs_after: list[dict[str, Any]] = []
+        wanted_keys = set()
+        for rs in svc.get("real_servers") or []:
+            key = (_ip(rs["address"]), str(port))
+            wanted_keys.add(key)
+            want = self._desired_rs(rs)
+            rs_label = f"{vs_label(svc)} real server {rs.get('name', rs['address'])} ({_hostport(rs['address'], port)})"
+            cur = have.get(key)
+            if cur is None:
+                self._do(
+                    f"add {rs_label}: " + " ".join(f"{k}={v}" for k, v in want.items()),
+                    self.client.add_rs, vip, port, prot, rs["address"], port,
+                    **{k.lower(): v for k, v in want.items()},
+                )  # fmt: skip
+                rs_after.append({"Addr": rs["address"], "Port": str(port), **want})
+                continue
+            diff = {k: v for k, v in want.items() if str(cur.get(k, "")).strip().lower() != v.lower()}
+            if diff:
+                self._do(
+                    f"set {rs_label}: " + " ".join(f"{k}={v}" for k, v in diff.items()),
+                    self.client.mod_rs, vip, port, prot, cur["Addr"], cur["Port"],
+                    **{k.lower(): v for k, v in diff.items()},
+                )  # fmt: skip
+            rs_after.append({**cur, **want})
+        return rs_after, wanted_keys
 
     def _verify(self, svc: dict[str, Any], expected: dict[str, Any] | None, got: dict[str, Any] | None) -> None:
         """Read back: a firmware that silently ignores a parameter must not pass for a success."""
@@ -569,11 +802,9 @@ class Reconciler:
             return
         if got is None:
             raise KempError(f"{where} does not exist after addvs")
-        if not force_l4(got):
-            raise KempError(
-                f"{where} is not forced to layer 4 after modvs ({_vs_view(got)}); this firmware may take the "
-                "other parameter: set dsr_loadmaster_kemp_force_parameter to ForceL4 or ForceL7"
-            )
+        problems = self._vs_problems(svc, got, None)
+        if problems:
+            raise KempError(f"{where} " + "; ".join(problems))
         want = {(_ip(r["Addr"]), str(r["Port"])): r for r in real_servers(expected)}
         have = {(_ip(r.get("Addr")), str(r.get("Port"))): r for r in real_servers(got)}
         if set(want) != set(have):
@@ -602,6 +833,7 @@ def _ip(text: Any) -> str:
 
 __all__ = [
     "FORCE_PARAMS",
+    "HEALTH_CHECKS",
     "L7_FLAGS",
     "L7_RULES",
     "SCHEDULES",
@@ -613,7 +845,10 @@ __all__ = [
     "force_l4",
     "format_fingerprint",
     "l7_problems",
+    "layer",
     "normalize_fingerprint",
     "real_servers",
+    "service_problem",
     "split_address",
+    "vs_settings",
 ]

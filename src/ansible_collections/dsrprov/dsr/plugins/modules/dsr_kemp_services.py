@@ -10,42 +10,46 @@ description:
   - Runs on the controller and talks to the LoadMaster's RESTful API (v1, C(https://LM/access/<command>), XML
     answers) over HTTPS with certificate validation, by a CA file, the system trust store, or a pinned SHA-256
     fingerprint of the LoadMaster's certificate (checked before any credential is sent).
-  - "For each service: the Virtual Service VIP:port/protocol exists (C(addvs)), is enabled, forced to layer 4
-    (C(modvs) with C(ForceL4=Y), or C(ForceL7=N) on firmware that only reports C(ForceL7)), and has the service's
-    C(Schedule); each real server exists (C(addrs)) with C(Forward=route) (the WUI's \"Direct return\"), the
-    service port, its weight and C(Enable=Y)."
-  - A Virtual Service that uses what DSR cannot honour (SSL acceleration or re-encryption, content or header rules,
-    caching, compression, WAF, ESP, SubVSs, persistence other than source IP) is refused with one readable line,
-    before anything changes.
-  - Real servers that leave (not in I(real_servers) with I(purge), or all with I(state=absent)) are drained first
+  - "For each service, in Kemp's order: the Virtual Service VIP:port/protocol exists (C(addvs)), is enabled, has
+    the service's C(Schedule), health check and persistence, and is forced to layer 4 (C(modvs) with C(ForceL4=Y)
+    and C(ForceL7=N) where the firmware reports both flags, C(ForceL7=N) where it reports only C(ForceL7)). It is
+    read back right away (the firmware's C(Layer) where reported) and only then are the real servers added
+    (C(addrs)) with C(Forward=route) (the WUI's Direct return), the service port, their weight and C(Enable=Y).
+    A Virtual Service this task created and could not bring to layer 4 is deleted again."
+  - "Health check: the service's C(health_check) C(tcp) becomes C(CheckType=tcp) on its port, C(http) becomes
+    C(CheckType=http) with C(CheckPort), C(CheckUrl) (the path) and C(CheckCodes) (a status from 300 to 599; 2xx
+    are always up), C(udp) becomes C(CheckType=icmp) (the LoadMaster has no UDP port check). Its timers are not
+    mapped. Persistence: C(persistence_timeout) becomes source-IP persistence (C(Persist=src),
+    C(PersistTimeout)), none without it."
+  - Refused before any request, in one line, is what the LoadMaster would refuse (a weight above 65530, a
+    persistence longer than 604800 seconds, an C(lb_algo) it does not have); refused before any change is a real
+    server on no subnet of the LoadMaster or a VIP on another subnet than its real servers (from C(showiface);
+    see I(check_networks)), and a Virtual Service that uses what DSR cannot honour (SSL acceleration or
+    re-encryption, content or header rules, caching, compression, WAF, ESP, SubVSs, persistence other than
+    source IP).
+  - "Real servers that leave (not in I(real_servers) with I(purge), or all with I(state=absent)) are drained first
     (C(modrs Enable=N): no new connection reaches them), then, after I(drain_seconds), deleted (C(delrs)).
-    I(state=absent) then deletes the Virtual Service (C(delvs)).
-  - Every read comes first (C(listvs), C(showvs)); after the changes the services are read back, so a parameter
-    the firmware silently ignored fails the task instead of passing for a success.
-  - Supports check mode (reads, writes nothing, does not wait) and diff mode (the settings that matter for DSR:
-    C(Enable), C(ForceL4)/C(ForceL7), C(Schedule) of the Virtual Service, C(Forward), C(Weight), C(Enable) of each
-    real server). Credentials never appear in the results or the diff.
-  - "API pages followed (Progress Kemp documentation):
-    RESTful API Interface Description U(https://support.kemptechnologies.com/hc/en-us/articles/203863435-RESTful-API);
-    Real Servers (showrs, addrs, modrs, delrs, the C(<Rs>) fields)
-    U(https://docs.progress.com/bundle/loadmaster-configuration-guide-web-user-interface-wui-ltsf/page/Real-Servers_4.html);
-    Add a Virtual Service U(https://docs.progress.com/bundle/loadmaster-technical-note-restful-api-programmer-guide-ga/page/Add-a-Virtual-Service-and-Set-Values.html);
-    Modify a Real Server U(https://docs.progress.com/bundle/loadmaster-technical-note-restful-api-programmer-guide-ga/page/Modify-a-Real-Server.html);
-    POST instead of query parameters U(https://docs.progress.com/bundle/loadmaster-technical-note-restful-api-programmer-guide-ltsf/page/API-Examples.html);
-    error reports U(https://docs.progress.com/de-DE/bundle/multi-tenant-loadmaster-interface-description-multi-tenant-loadmaster-api-ga/page/Error-Reports.html);
-    API keys U(https://support.kemptechnologies.com/hc/en-us/articles/360052814551-JSON-based-Input-and-Output-for-the-LoadMaster-RESTful-API);
-    Force L4 U(https://docs.progress.com/bundle/loadmaster-configuration-guide-web-user-interface-wui-ga/page/Standard-Options.html);
-    DSR U(https://support.kemptechnologies.com/hc/en-us/articles/115002958203-How-to-configure-Direct-Server-Return-DSR-on-Kemp-LoadMaster-)."
+    I(state=absent) then deletes the Virtual Service (C(delvs))."
+  - Every read comes first (C(listvs), C(showvs), C(showiface)); after the changes the services are read back, so
+    a parameter the firmware silently ignored fails the task instead of passing for a success.
+  - Supports check mode (reads, writes nothing, does not wait) and diff mode (the settings that matter for DSR,
+    C(Enable), C(Schedule), C(Layer), C(ForceL4)/C(ForceL7), the check and persistence settings of the Virtual
+    Service, C(Forward), C(Weight), C(Enable) of each real server). Credentials never appear in the results or the
+    diff.
+  - The sources followed, Kemp's pages, Kemp's PowerShell module and answers recorded from real firmware, are
+    listed in docs/kemp.md with what each confirms and what is still unconfirmed.
 options:
   address:
     description: The LoadMaster's API address, C(host), C(host:port), C([v6]:port); port 443 by default.
     type: str
     required: true
   api_key:
-    description: An API key (sent as the C(apikey) parameter in the POST body). Takes precedence over I(user).
+    description:
+      - An API key, sent as the C(apikey) parameter of the query string (the form a v1 client is shown to use; the
+        URL is never logged). Takes precedence over I(user).
     type: str
   user:
-    description: User for HTTP basic authentication (with I(password)).
+    description: User for HTTP basic authentication (with I(password)); the password travels in a header only.
     type: str
   password:
     description: Password of I(user).
@@ -64,8 +68,9 @@ options:
     default: 15
   services:
     description:
-      - "The services, as the service model gives them: C(name), C(vip), C(port), C(protocol), C(lb_algo), and
-        C(real_servers): C([{name, address, weight}]). The real server port is the service port."
+      - "The services, as the service model gives them: C(name), C(vip), C(port), C(protocol), C(lb_algo),
+        C(health_check), C(persistence_timeout), and C(real_servers) (a list of C(name), C(address), C(weight)).
+        The real server port is the service port."
     type: list
     elements: dict
     required: true
@@ -84,16 +89,25 @@ options:
     default: 30
   force_parameter:
     description:
-      - How to force layer 4. C(auto) sends C(ForceL4=Y) when the firmware reports C(ForceL4), else C(ForceL7=N).
+      - How to force layer 4. C(auto) sends C(ForceL4=Y) and C(ForceL7=N) where the firmware reports C(ForceL4),
+        else C(ForceL7=N). C(ForceL4) or C(ForceL7) sends only that one. Success is judged by the read-back
+        (C(Layer) where reported) in every case.
     type: str
     choices: [auto, ForceL4, ForceL7]
     default: auto
+  check_networks:
+    description:
+      - Before any change, refuse a real server on no subnet of the LoadMaster's interfaces and a VIP on another
+        subnet than its real servers (C(showiface)). Additional addresses of an interface are not read, so turn
+        this off when the real servers are on one of those.
+    type: bool
+    default: true
 author: dsrprov developers
 """
 
 EXAMPLES = r"""
 - name: Register the services at the LoadMaster
-  dsr_kemp_services:
+  dsrprov.dsr.dsr_kemp_services:
     address: 192.0.2.5
     api_key: "{{ vault_kemp_api_key }}"
     fingerprint: "3A:...:F0"
@@ -114,7 +128,7 @@ actions:
   type: list
   elements: str
 services:
-  description: Each service as the LoadMaster reports it afterwards (check mode: as it would be), one line each.
+  description: Each service as the LoadMaster reports it afterwards (in check mode, as it would be), one line each.
   returned: always
   type: list
   elements: str
@@ -145,6 +159,7 @@ def main():
             "purge": {"type": "bool", "default": True},
             "drain_seconds": {"type": "float", "default": 30},
             "force_parameter": {"type": "str", "choices": ["auto", "ForceL4", "ForceL7"], "default": "auto"},
+            "check_networks": {"type": "bool", "default": True},
         },
         supports_check_mode=True,
     )
@@ -183,6 +198,9 @@ def main():
                     "weight": int(rs.get("weight", 1)),
                 }
             )
+        hc = svc.get("health_check") or {}
+        if not isinstance(hc, dict):
+            module.fail_json(msg=f"dsrprov: service {svc['name']}: health_check must be a mapping")
         services.append(
             {
                 "name": str(svc["name"]),
@@ -190,6 +208,8 @@ def main():
                 "port": int(svc["port"]),
                 "protocol": str(svc["protocol"]).lower(),
                 "lb_algo": str(svc.get("lb_algo") or "wlc"),
+                "health_check": dict(hc),
+                "persistence_timeout": svc.get("persistence_timeout"),
                 "real_servers": rss,
             }
         )
@@ -209,6 +229,7 @@ def main():
             purge=p["purge"],
             force_param=p["force_parameter"],
             drain_seconds=p["drain_seconds"],
+            check_networks=p["check_networks"],
         )
         changed = rec.run(services, p["state"])
     except KempError as exc:
