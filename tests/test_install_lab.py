@@ -89,7 +89,9 @@ def test_the_collection_tarball_installs_outside_the_checkout_and_configures_a_l
     collections = tmp_path / "collections"
     collections.mkdir()
     install = subprocess.run(
-        [galaxy, "collection", "install", "-p", str(collections), str(tarball)],
+        # --force: this venv already sees the checkout's copy on sys.path, and
+        # install would call the collection "already installed" and skip it.
+        [galaxy, "collection", "install", "--force", "-p", str(collections), str(tarball)],
         cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert install.returncode == 0, install.stdout + install.stderr
