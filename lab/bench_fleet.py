@@ -99,6 +99,7 @@ def median_of(fn: Callable[[], float], before: Callable[[], object] | None = Non
         if before is not None:
             before()
         out.append(fn())
+    print(f"  {getattr(fn, '__name__', 'step')}: {', '.join(f'{t:.2f}' for t in out)} s", flush=True)
     return out
 
 
@@ -140,13 +141,13 @@ def measure(n: int) -> list[tuple[int, str, list[float], float]]:
 
         def cli(*args: str) -> float:
             t = time.monotonic()
-            proc = subprocess.run([DSRPROV, *args, "-i", str(copy), "--parallel", "50", "-q"],
+            proc = subprocess.run([DSRPROV, *args, "-i", str(copy), "--parallel", "50"],
                                   capture_output=True, text=True, check=False)  # fmt: skip
             if proc.returncode:
                 sys.exit(proc.stdout[-2000:] + proc.stderr[-2000:])
             return time.monotonic() - t
 
-        enroll = median_of(lambda: cli("enroll", *names), clean)
+        enroll = median_of(lambda: cli("enroll", "-q", *names), clean)
         verify = median_of(lambda: cli("verify", *names))
     clean()
     labmod.down(the_lab)
