@@ -257,7 +257,8 @@ class _Parser(argparse.ArgumentParser):
     """Usage errors as one line, exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"dsrprov: {message} (see dsrprov {self.prog.split()[-1]} --help)", file=sys.stderr)
+        words = self.prog.split()
+        print(f"dsrprov: {message} (see {' '.join(['dsrprov', *words[1:]])} --help)", file=sys.stderr)
         sys.exit(EXIT_USAGE)
 
 
