@@ -123,6 +123,13 @@ def write_text(path, text, mode):
     os.replace(tmp, path)
 
 
+def mtime_ns(path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
 def without_timestamp(text):
     """NetworkManager writes connection.timestamp into the keyfile whenever it
     saves it: not a change anyone made."""
@@ -188,6 +195,7 @@ def plan_nm_profiles(module, state, wanted, record, new_record, plan):
             "added": added,
             # The file before dsrprov's first change, for absent.
             "original": rec.get("original") if rec else read_text(p.filename),
+            "original_mtime_ns": rec.get("original_mtime_ns") if rec else mtime_ns(p.filename),
             "modified": rec.get("modified"),
         }
         new_record.setdefault("nm_profiles", {})[uuid] = entry
@@ -243,11 +251,14 @@ def plan_nm_restore(module, state, uuid, rec, plan):
 
     def restore(p=p, p_file=p_file, original=original, untouched=untouched, ours=ours):
         if untouched:
-            # Byte for byte what the admin had, then NetworkManager re-reads it.
+            # Byte for byte what the admin had, then NetworkManager re-reads
+            # it, then its old modification time.
             mode = os.stat(p_file).st_mode & 0o7777
             write_text(p_file, original, mode)
             if state.nm_active:
                 module.run_command(["nmcli", "connection", "load", p_file], check_rc=True)
+            if rec.get("original_mtime_ns"):
+                os.utime(p_file, ns=(os.stat(p_file).st_atime_ns, rec["original_mtime_ns"]))
         elif state.nm_active:
             nmcli_modify(module, uuid, [("-", "ipv%d.addresses" % ipaddress.ip_interface(a).version, a) for a in ours])
         else:
@@ -288,6 +299,27 @@ def plan_file(plan, path, content, mode, remove_dir=False):
 
     plan.step(("remove %s" if content is None else "write %s") % path, apply)
     return True
+
+
+def reload_networkd(module, network_file):
+    """Make networkd re-read lo's .network and its drop-ins and reconfigure lo:
+    from then on it holds the VIPs (or no longer does) itself.
+
+    networkd 247 re-reads a .network on `networkctl reload` only when the file
+    itself looks newer than what it loaded: a drop-in that changed or went
+    away is missed, and networkd puts the old VIPs back at the next down/up of
+    lo (seen in the lab). So the file's mtime is bumped for the reload and
+    then put back as it was: its contents are never touched."""
+    try:
+        before = os.stat(network_file)
+        os.utime(network_file, None)
+    except OSError:
+        before = None  # read-only or gone: the reload alone
+    try:
+        module.run_command(["networkctl", "reload"], check_rc=True)
+    finally:
+        if before is not None:
+            os.utime(network_file, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
 def main():
@@ -346,9 +378,7 @@ def main():
     if created:
         new_record["created_dirs"] = sorted(created)
     if reload_needed and state.networkd_active:
-        # networkd re-reads lo's .network and its drop-ins and reconfigures lo:
-        # from then on it holds the VIPs (or no longer does) itself.
-        plan.step("networkctl reload", lambda: module.run_command(["networkctl", "reload"], check_rc=True))
+        plan.step("networkctl reload", lambda: reload_networkd(module, state.networkd_file))
 
     keep_record = len(new_record) > 1
     old_record_text = read_text(params["record"])
