@@ -52,6 +52,7 @@ NM_PROFILE = "nmcli -g TYPE,FILENAME connection show | grep -q '^loopback:/etc/'
     "nmcli connection add type loopback con-name lo ifname lo >/dev/null"
 )
 LO_NETWORK = "/etc/systemd/network/05-lo.network"
+NM_HOOK_PATH = "/etc/NetworkManager/dispatcher.d/90-dsrprov-loopback-vips"
 ND_LO = f"printf '[Match]\\nName=lo\\n' > {LO_NETWORK} && networkctl reload"
 # networkd 247 drops 127.0.0.1 and ::1 unless lo's .network lists them: the
 # role refuses that host until the admin adds them (test_refused_...).
@@ -348,11 +349,41 @@ def test_refused_before_any_change(
 
 # -- 2. converge, idempotence, check mode ----------------------------------------
 @pytest.fixture(scope="module")
-def converged(nmlab: labmod.Lab, found: dict[str, str]) -> dict[str, PlaybookRun]:
+def dry(nmlab: labmod.Lab, found: dict[str, str]) -> tuple[PlaybookRun, dict[str, str]]:
+    """Check mode with --diff on the hosts as found, and the hosts after it."""
+    run = run_playbook("site.yml", "--check", "--diff", inventory=INVENTORY)
+    with ThreadPoolExecutor(8) as pool:
+        after = dict(zip(BY_HOST, pool.map(lambda h: snapshot(nmlab.host(h)), BY_HOST), strict=True))
+    return run, after
+
+
+@pytest.fixture(scope="module")
+def converged(nmlab: labmod.Lab, dry: object) -> dict[str, PlaybookRun]:
     runs = {"converge": run_playbook("site.yml", inventory=INVENTORY)}
     runs["idempotence"] = run_playbook("site.yml", inventory=INVENTORY)
     runs["check"] = run_playbook("site.yml", "--check", "--diff", inventory=INVENTORY)
     return runs
+
+
+@pytest.mark.parametrize("host", list(BY_HOST))
+def test_check_mode_first_changes_nothing_and_announces_what_the_run_does(
+    found: dict[str, str], dry: tuple[PlaybookRun, dict[str, str]], converged: dict[str, PlaybookRun], host: str
+) -> None:
+    run, after = dry
+    assert after[host] == found[host], "".join(
+        difflib.unified_diff(found[host].splitlines(True), after[host].splitlines(True))
+    )
+    assert run.hosts[host].failed == 0
+    # Every task the real run changed, check mode announced (but enabling a
+    # unit that check mode never wrote, which systemd cannot look up).
+    real = [t for t in converged["converge"].hosts[host].changed_tasks if not t.endswith("Enable the unit")]
+    assert run.hosts[host].changed_tasks == real
+    if BY_HOST[host].manager == "NetworkManager":
+        assert f"# {NM_HOOK_PATH}" in run.stdout
+    if host.endswith("p"):
+        assert f"+ipv4.addresses: {V4}/32" in run.stdout and f"+ipv6.addresses: {V6}/128" in run.stdout
+    if host.startswith("nd"):
+        assert f"+Address={V4}/32" in run.stdout and f"+Address={V6}/128" in run.stdout
 
 
 @pytest.mark.parametrize("host", list(BY_HOST))
