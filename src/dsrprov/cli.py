@@ -108,6 +108,13 @@ def _emit_errors(reports: Sequence[object]) -> None:
             print(f"dsrprov: {r.host}: {r.error}", file=sys.stderr)  # type: ignore[attr-defined]
 
 
+def _emit_warnings(reports: Sequence[object]) -> None:
+    """What could still take a VIP away (who manages lo): said, never a failure."""
+    for r in reports:
+        for warning in getattr(r, "warnings", []):
+            print(f"dsrprov: warning: {r.host}: {warning}", file=sys.stderr)  # type: ignore[attr-defined]
+
+
 def _enroll(args: argparse.Namespace) -> int:
     from dsrprov import enroll, report
 
@@ -215,6 +222,7 @@ def _status(args: argparse.Namespace) -> int:
             print()
             print(loadmaster.table(shown))
     _emit_errors(reports)
+    _emit_warnings(reports)
     for name, reason in lm_errors.items():
         print(f"dsrprov: {name}: {reason}", file=sys.stderr)
     return code
@@ -232,6 +240,7 @@ def _verify(args: argparse.Namespace) -> int:
     elif reports:
         print(report.verify_table(reports))
     _emit_errors(reports)
+    _emit_warnings(reports)
     return code
 
 
