@@ -192,3 +192,28 @@ def test_every_proof_names_a_test_that_exists() -> None:
             assert f"def {ref[1]}(" in (here / ref[0]).read_text(), (kind.id, ref)
         for param in re.findall(r"\[([\w-]+)\]", kind.proof):
             assert f'"{param}"' in (here / "test_doctor_lab.py").read_text(), (kind.id, param)
+
+
+def _lo_findings(recording: str) -> list[Finding]:
+    """doctor's findings on a host whose only recorded section is who manages lo."""
+    from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_lo_manager as lomgr
+
+    base = linux.parse_probe("")
+    base.lo = lomgr.parse((DATA / "lo" / f"{recording}.txt").read_text())
+    facts = linux.DoctorFacts(base=base, keep_addr_on_down=1)
+    vips = ["10.252.0.200", "fd42:d5a:0:4::200"]  # the nm lab's, as recorded
+    return [f for f in linux.findings("rs1", facts, vips, [], client="10.252.0.2") if f.id == "rs-lo-manager"]
+
+
+def test_a_network_manager_is_a_finding_only_where_it_could_remove_the_vips() -> None:
+    # As found (recorded on the lab's kinds of host): NetworkManager or
+    # systemd-networkd would remove VIPs put on lo by hand.
+    for found in ("nm12-found", "nm13-found", "nd13-found"):
+        (f,) = _lo_findings(found)
+        assert "could remove the VIPs" in f.line and f.evidence, found
+    # Once the role has put the VIPs into the manager's configuration, the
+    # same manager is no finding (doctor judged every lo profile before).
+    for configured in ("nm12p-configured", "nm13-configured", "nd11-configured"):
+        assert _lo_findings(configured) == [], configured
+    # Nothing manages lo: nothing to say.
+    assert _lo_findings("plain12-found") == []

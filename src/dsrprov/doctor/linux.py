@@ -2,7 +2,7 @@
 
 One SSH command (:func:`script`) prints the verify probe's sections plus what
 doctor needs besides: rp_filter, keep_addr_on_down, the sysctl files that set
-the ARP keys at boot, who manages lo, the routes back to the client and the
+the ARP keys at boot, the routes back to the client and the
 rp_filter verdict for a DR packet, and the firewall rules. :func:`parse`
 turns it into :class:`DoctorFacts`; :func:`findings` judges them. Pure
 functions, tested on recorded output.
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_lo_manager as lomgr
 from dsrprov.connect.linux_facts import MARK, PROBE_SCRIPT, LinuxFacts, parse_probe, split_sections
 from dsrprov.doctor.findings import Finding
 
@@ -37,11 +38,6 @@ echo {MARK}keepaddr@@; cat /proc/sys/net/ipv6/conf/lo/keep_addr_on_down 2>/dev/n
 echo {MARK}sysctlfiles@@; grep -HE \\
   '^[[:space:]]*net[./]ipv4[./]conf[./][^.= ]+[./](arp_ignore|arp_announce|rp_filter)' {dirs} /etc/sysctl.conf \\
   2>/dev/null
-echo {MARK}nm@@; systemctl is-active NetworkManager 2>/dev/null; \\
-  nmcli -t -f NAME,TYPE,DEVICE connection show 2>/dev/null | grep -E ':loopback:|:lo$'; true
-echo {MARK}networkd@@; systemctl is-active systemd-networkd 2>/dev/null; \\
-  grep -lsE '^[[:space:]]*Name=([^#]*[[:space:]])?lo([[:space:]]|$)' /etc/systemd/network/*.network \\
-  /run/systemd/network/*.network /usr/lib/systemd/network/*.network /lib/systemd/network/*.network; true
 echo {MARK}iface@@; ip -o addr show to {a} 2>/dev/null | awk '{{print $2}}' | head -n1
 echo {MARK}routeback@@; ip route get {c} 2>&1 | head -n1
 """
@@ -72,10 +68,6 @@ class DoctorFacts:
     rp_filter: dict[str, int] = field(default_factory=dict)
     keep_addr_on_down: int | None = None
     boot_settings: list[SysctlSetting] = field(default_factory=list)  # in boot order
-    nm_active: bool = False
-    nm_lo_profiles: list[str] = field(default_factory=list)
-    networkd_active: bool = False
-    networkd_lo_files: list[str] = field(default_factory=list)
     iface: str = ""  # the interface holding the management address
     route_back: str = ""  # first line of `ip route get CLIENT`
     dr_route: dict[str, str] = field(default_factory=dict)  # vip -> first line of `ip route get VIP from C iif I`
@@ -122,8 +114,6 @@ def parse(text: str) -> DoctorFacts:
         if m:
             rp[m.group(1)] = int(m.group(2))
     keep = s.get("keepaddr", "").strip()
-    nm_lines = s.get("nm", "").splitlines()
-    nd_lines = s.get("networkd", "").splitlines()
     dr: dict[str, str] = {}
     for block in re.split(rf"{re.escape(MARK)}drroute@@", text)[1:]:
         lines = block.strip().splitlines()
@@ -134,10 +124,6 @@ def parse(text: str) -> DoctorFacts:
         rp_filter=rp,
         keep_addr_on_down=int(keep) if keep.isdigit() else None,
         boot_settings=_parse_sysctl_lines(s.get("sysctlfiles", "")),
-        nm_active=bool(nm_lines) and nm_lines[0].strip() == "active",
-        nm_lo_profiles=[ln.split(":")[0] for ln in nm_lines[1:] if ln.strip()],
-        networkd_active=bool(nd_lines) and nd_lines[0].strip() == "active",
-        networkd_lo_files=[ln.strip() for ln in nd_lines[1:] if ln.strip().endswith(".network")],
         iface=s.get("iface", "").strip(),
         route_back=s.get("routeback", "").strip(),
         dr_route=dr,
@@ -246,25 +232,14 @@ def findings(
         out.append(Finding("rs-return-via-director", host,
                            f"{host}: replies to {client} go through the director {m.group(1)}",
                            [f"ip route get {client}: {facts.route_back}"]))  # fmt: skip
-    # Who manages lo.
-    if facts.nm_active and facts.nm_lo_profiles:
-        out.append(
-            Finding(
-                "rs-lo-manager",
-                host,
-                f"{host}: NetworkManager has a profile for lo ({', '.join(facts.nm_lo_profiles)})",
-                ["nmcli con up/down or device reapply of it removes addresses not in the profile"],
-            )
-        )
-    if facts.networkd_active and facts.networkd_lo_files:
-        out.append(
-            Finding(
-                "rs-lo-manager",
-                host,
-                f"{host}: systemd-networkd manages lo ({', '.join(facts.networkd_lo_files)})",
-                ["networkctl reconfigure lo removes addresses not in its configuration"],
-            )
-        )
+    # Who manages lo, judged as the role judges it (module_utils/dsr_lo_manager):
+    # a manager is a finding only where it could remove these VIPs, so a host
+    # the role made safe (VIPs in the profile, the hook, the drop-in) has none.
+    # The lo bounce risk is rs-ipv6-keep-addr-off's.
+    lo = lomgr.assess(facts.base.lo, list(vips))
+    reasons = lo.problems + [r for r in lo.risks if "keep_addr_on_down" not in r]
+    if reasons:
+        out.append(Finding("rs-lo-manager", host, f"{host}: {lo.detail} could remove the VIPs", reasons))
     if any(":" in v for v in vips) and facts.keep_addr_on_down == 0:
         out.append(
             Finding(
