@@ -109,12 +109,6 @@ FAULTS: list[Fault] = [
      f"nft add table inet dsrfault && nft add chain inet dsrfault in '{{ type filter hook input priority 0; }}' "
      f"&& nft add rule inet dsrfault in ip daddr {VIP} tcp dport 80 drop",
      "nft delete table inet dsrfault", set()),
-    ("rs-lo-manager", "rs1", "rs1",
-     "mkdir -p /etc/systemd/network && printf '[Match]\\nName=lo\\n\\n[Link]\\nUnmanaged=no\\n' > "
-     "/etc/systemd/network/05-dsrfault-lo.network && systemctl start systemd-networkd && sleep 2",
-     "systemctl stop systemd-networkd systemd-networkd.socket; rm -f /etc/systemd/network/05-dsrfault-lo.network; "
-     f"ip addr replace {VIP}/32 dev lo label lo:1; ip -6 addr replace {VIP6}/128 dev lo nodad",
-     {"rs-vip-missing"}),
     ("rs-ipv6-keep-addr-off", "rs2", "rs2", "sysctl -qw net.ipv6.conf.lo.keep_addr_on_down=0",
      "sysctl -qw net.ipv6.conf.lo.keep_addr_on_down=1", set()),
     ("arp-cache-holds-rs", "client", "client", "ip neigh replace 10.250.0.200 lladdr 02:d5:a0:00:00:11 dev eth0 "
@@ -132,7 +126,7 @@ FAULTS: list[Fault] = [
 
 FAULT_IDS = [
     "rs-vip-missing-ipv4", "rs-vip-missing-ipv6", "rs-vip-on-interface", "rs-arp-weak", "rs-arp-boot-override",
-    "rs-rp-filter-drops", "rs-return-via-director", "rs-firewall-drops", "rs-lo-manager", "rs-ipv6-keep-addr-off",
+    "rs-rp-filter-drops", "rs-return-via-director", "rs-firewall-drops", "rs-ipv6-keep-addr-off",
     "arp-cache-holds-rs", "dir-keepalived-down", "dir-rs-missing", "dir-rs-extra", "dir-not-route",
 ]  # fmt: skip
 

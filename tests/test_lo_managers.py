@@ -426,6 +426,19 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def doctor_lo(host: labmod.LabHost) -> list[str]:
+    """doctor's rs-lo-manager reasons for HOST, from doctor's own probe run on it."""
+    from dsrprov.doctor import linux as doctor_linux
+
+    facts = doctor_linux.parse(sh(host, doctor_linux.script("10.252.0.2", host.ip, [V4, V6])))
+    return [
+        reason
+        for f in doctor_linux.findings(host.name, facts, [V4, V6], [], client="10.252.0.2")
+        if f.id == "rs-lo-manager"
+        for reason in f.evidence
+    ]
+
+
 def test_status_and_verify_name_the_manager_and_warn_of_nothing(nmlab: labmod.Lab, converged: object) -> None:
     proc = cli("status", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -438,6 +451,10 @@ def test_status_and_verify_name_the_manager_and_warn_of_nothing(nmlab: labmod.La
     verified = cli("verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "warning" not in verified.stderr
+    # doctor judges lo's manager as the role does: a manager whose
+    # configuration holds the VIPs is no finding.
+    for kind in KINDS:
+        assert doctor_lo(nmlab.host(kind.host)) == [], kind.host
 
 
 # -- 3. the disruptions, with dsrprov -------------------------------------------
@@ -567,6 +584,7 @@ def test_status_warns_where_the_manager_could_remove_hand_made_vips(nmlab: labmo
         proc = cli("status", "--json")
         assert proc.returncode == 0, proc.stderr  # warnings, not failures
         reports = {h["host"]: h for h in json.loads(proc.stdout)["hosts"]}
+        doctor = {h: doctor_lo(nmlab.host(h)) for h in BY_HOST}
     finally:
         for host in hosts:
             sh(host, f"ip addr del {V4}/32 dev lo; ip addr del {V6}/128 dev lo; true")
@@ -578,6 +596,9 @@ def test_status_warns_where_the_manager_could_remove_hand_made_vips(nmlab: labmo
         assert ("(not in the profile)" in warnings) == kind.host.endswith("p"), warnings
         assert ("systemd-networkd removes" in warnings) == kind.host.startswith("nd"), warnings
         assert f"dsrprov: warning: {kind.host}: " in proc.stderr
+        # doctor's rs-lo-manager: where NetworkManager or networkd could remove them.
+        managed = kind.host.startswith(("nm", "nd"))
+        assert bool(doctor[kind.host]) == managed, (kind.host, doctor[kind.host])
 
 
 @pytest.mark.parametrize(("host", "disruption"), CELLS, ids=[f"{h}-{d}" for h, d in CELLS])

@@ -65,7 +65,10 @@ CATALOGUE: dict[str, Kind] = {
         Kind("rs-lo-manager", WARNING, "a network manager owns lo and would remove the VIPs on its next "
              "reload or reapply", "put the VIPs into that manager's configuration for lo (dsrprov enroll "
              "{host} does it where it can), or remove the profile that matches lo",
-             proof=f"{_LAB}[rs-lo-manager]"),
+             # Proven where a manager really runs (the plain lab image has no udev, so
+             # networkd leaves its lo pending): the network-manager lab, hand-made VIPs.
+             proof="test_lo_managers.py::test_status_warns_where_the_manager_could_remove_hand_made_vips, "
+                   "test_lo_managers.py::test_status_and_verify_name_the_manager_and_warn_of_nothing"),
         Kind("rs-ipv6-keep-addr-off", WARNING, "net.ipv6.conf.lo.keep_addr_on_down=0 with IPv6 VIPs: a lo "
              "bounce drops them", "sysctl -w net.ipv6.conf.lo.keep_addr_on_down=1, persisted (dsrprov enroll "
              "{host})",
