@@ -7,8 +7,10 @@ the client went without an answer.
 
   enroll, unenroll   dsrprov enroll rs1 / unenroll rs1 (alternately, RUNS each)
   noop               ansible-playbook site.yml on the converged lab (RUNS)
+  site-leave         site.yml after rs1's dsr_vips lost the IPv4 VIP (3 runs)
+  site-join          site.yml after rs1's dsr_vips got it back (3 runs)
   rs-stopped         rs1's web service stopped for 12 s, then started
-  rs-reboot          rs1 rebooted (podman restart)
+  rs-reboot          rs1 shut down, down for 15 s, booted again
   director-killed    the master of a VRRP pair killed (its QEMU, SIGKILL), with a
                      slow download running across it; then the killed director
                      comes back (a fresh VM configured by site.yml)
@@ -30,6 +32,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import yaml
+
 from dsrprov import lab as labmod
 from dsrprov.lab import pair
 from dsrprov.lab.load import Load, LoadResult
@@ -37,7 +41,7 @@ from dsrprov.lab.proof import Roles
 from dsrprov.model.inventory import Inventory
 from dsrprov.run import playbook as pb
 
-SCENARIOS = ("unenroll", "enroll", "noop", "rs-stopped", "rs-reboot", "director-killed")
+SCENARIOS = ("unenroll", "enroll", "noop", "site-leave", "site-join", "rs-stopped", "rs-reboot", "director-killed")
 
 
 @dataclass
@@ -115,6 +119,22 @@ def run_noop(roles: Roles, inventory: Path, vip: str, row: Row) -> None:
     row.add(load.result, done.returncode == 0, f"changed={changed}")
 
 
+def set_rs1_vips(inventory: Path, vips: list[str] | None) -> None:
+    """rs1's dsr_vips in the bench's copy of the inventory (None: the group's default)."""
+    doc = yaml.safe_load(inventory.read_text())
+    rs1 = doc["all"]["children"]["dsr_realservers"]["children"]["dsr_realservers_linux"]["hosts"]["rs1"]
+    if vips is None:
+        rs1.pop("dsr_vips", None)
+    else:
+        rs1["dsr_vips"] = vips
+    inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def run_site_change(roles: Roles, inventory: Path, vip: str, vips: list[str] | None, row: Row) -> None:
+    set_rs1_vips(inventory, vips)
+    run_noop(roles, inventory, vip, row)
+
+
 def run_rs_stopped(roles: Roles, vip: str, row: Row) -> None:
     rs1 = next(h for h in roles.realservers if h.name == "rs1")
     with Load(roles.client, vip) as load:
@@ -133,8 +153,14 @@ def run_rs_reboot(roles: Roles, vip: str, row: Row) -> None:
     rs1 = next(h for h in roles.realservers if h.name == "rs1")
     with Load(roles.client, vip) as load:
         time.sleep(2)
-        load.mark("rs1 reboot")
-        labmod.podman("restart", "-t", "10", rs1.container)
+        load.mark("rs1 shuts down")
+        # A container restarts in about a second, a machine does not: rs1
+        # stays down for 15 s (firmware, kernel) before it boots again.
+        labmod.podman("stop", "-t", "10", rs1.container)
+        load.mark("rs1 down")
+        time.sleep(15)
+        load.mark("rs1 boots")
+        labmod.podman("start", rs1.container)
         labmod.wait_for_boot(rs1)
         load.mark("rs1 booted")
         deadline = time.time() + 60
@@ -165,44 +191,46 @@ def _window(result: LoadResult) -> str:
     return f"failures from {result.phase(failed[0].start)!r} +{failed[-1].end - failed[0].start:.1f} s"
 
 
-def run_director_killed(the_lab: labmod.Lab, roles: Roles, vip: str, sync: bool, rows: dict[str, Row]) -> None:
-    spare = next(h for h in the_lab.hosts if h.is_spare)
-    main = roles.director
-    say(f"  starting {spare.name}")
-    labmod.start_spare(the_lab, spare)
-    inventory = labmod.pair_inventory(the_lab, director_vars={"dsr_director_connection_sync": sync})
+def run_director_killed(
+    the_lab: labmod.Lab, roles: Roles, vip: str, sync: bool, rows: dict[str, Row], runs: int = 1
+) -> None:
+    """``runs`` failovers in a row: the master is killed, the backup takes
+    over, the killed one comes back (a fresh VM configured by site.yml) and is
+    the next backup; the lab's own director is alive at the end."""
+    say("  forming the director pair")
+    inventory, master, backup = pair.form_pair(the_lab, sync=sync)
     try:
-        done = pb.run(inventory, "--limit", "dsr_directors")
-        if done.returncode != 0:
-            raise labmod.LabError(f"site.yml on the pair failed:\n{done.stdout[-3000:]}")
-        pair.wait_for_holder([main, spare], vip, spare)
-        say(f"  {spare.name} is master; killing it")
-        result = pair.kill_master(the_lab, roles.client, spare, main, vip, download_url=f"http://{vip}/16m.bin")
-        rc, code, size, seconds = result.download or (-1, "", 0, 0.0)
-        note = (
-            f"backup {main.name} held the VIP {result.takeover_s:.1f} s after the kill; "
-            f"{result.garp_from_backup} gratuitous ARPs from it; client's ARP entry now {result.client_mac_after} "
-            f"({'the backup' if result.client_mac_after == main.mac else 'NOT the backup'}); "
-            f"download across it: curl exit {rc}, HTTP {code}, {size} bytes in {seconds:.0f} s"
-            f" (connection sync {'on' if sync else 'off'})"
-        )
-        rows["director-killed"].add(result.load, True, note)
-
-        say(f"  bringing {spare.name} back")
-        labmod.start_spare(the_lab, spare)
-        with Load(roles.client, vip) as load:
-            time.sleep(2)
-            load.mark(f"{spare.name} configured")
-            done = pb.run(inventory, "--limit", spare.name)
-            load.mark(f"{spare.name} configured, done")
-            time.sleep(15)
-        holder = next((d.name for d in (main, spare) if pair.holds(d, vip)), "nobody")
-        rows["director returns"].add(load.result, done.returncode == 0, f"then {holder} holds the VIP")
+        for i in range(runs):
+            say(f"  failover {i + 1}: {master.name} is master; killing it")
+            result = pair.kill_master(the_lab, roles.client, master, backup, vip, download_url=f"http://{vip}/16m.bin")
+            rows["director-killed"].add(result.load, True, _failover_note(result, backup, sync))
+            say(f"    {rows['director-killed'].per_run[-1]}")
+            say(f"  bringing {master.name} back")
+            labmod.start_spare(the_lab, master)
+            with Load(roles.client, vip) as load:
+                time.sleep(2)
+                load.mark(f"{master.name} configured")
+                done = pb.run(inventory, "--limit", master.name)
+                load.mark(f"{master.name} configured, done")
+                time.sleep(10)
+            holder = next((d.name for d in (backup, master) if pair.holds(d, vip)), "nobody")
+            rows["director returns"].add(load.result, done.returncode == 0, f"then {holder} holds the VIP")
+            say(f"    {rows['director returns'].per_run[-1]}")
+            master, backup = backup, master
     finally:
-        say(f"  stopping {spare.name}; {main.name} alone again")
-        labmod.stop_vm(the_lab, spare)
-        single = labmod.inventory_copy(the_lab, "bench-single")
-        pb.run(single, "--limit", main.name)
+        say("  back to the lab's own director alone")
+        pair.dissolve_pair(the_lab)
+
+
+def _failover_note(result: pair.Failover, backup: labmod.LabHost, sync: bool) -> str:
+    rc, code, size, seconds = result.download or (-1, "", 0, 0.0)
+    return (
+        f"backup {backup.name} held the VIP {result.takeover_s:.1f} s after the kill; "
+        f"{result.garp_from_backup} gratuitous ARPs from it; client's ARP entry now {result.client_mac_after} "
+        f"({'the backup' if result.client_mac_after == backup.mac else 'NOT the backup'}); "
+        f"download across it: curl exit {rc}, HTTP {code}, {size} bytes in {seconds:.0f} s"
+        f" (connection sync {'on' if sync else 'off'})"
+    )
 
 
 def main() -> int:
@@ -211,6 +239,7 @@ def main() -> int:
     parser.add_argument("--only", default=",".join(SCENARIOS))
     parser.add_argument("--json", type=Path)
     parser.add_argument("--no-sync", action="store_true", help="director pair without connection sync")
+    parser.add_argument("--failovers", type=int, default=1, help="director failovers in a row")
     args = parser.parse_args()
     only = [s for s in args.only.split(",") if s]
     if unknown := set(only) - set(SCENARIOS):
@@ -249,6 +278,13 @@ def main() -> int:
             say(f"noop run {i + 1}")
             run_noop(roles, inventory, vip, rows["noop"])
             say(f"  {rows['noop'].per_run[-1]}")
+    for i in range(3 if {"site-leave", "site-join"} & set(only) else 0):
+        for scenario, rs1_vips in (("site-leave", [v for v in vips if ":" in v]), ("site-join", None)):
+            if scenario in only:
+                say(f"{scenario} run {i + 1}")
+                run_site_change(roles, inventory, vip, rs1_vips, rows[scenario])
+                say(f"  {rows[scenario].per_run[-1]}")
+    set_rs1_vips(inventory, None)
     if "rs-stopped" in only:
         say("rs-stopped")
         run_rs_stopped(roles, vip, rows["rs-stopped"])
@@ -259,7 +295,11 @@ def main() -> int:
         say(f"  {rows['rs-reboot'].per_run[-1]}")
     if "director-killed" in only:
         say("director-killed")
-        run_director_killed(the_lab, roles, vip, not args.no_sync, rows)
+        try:
+            run_director_killed(the_lab, roles, vip, not args.no_sync, rows, args.failovers)
+        except labmod.LabError as exc:  # the figures so far are still printed
+            rows["director-killed"].notes.append(f"FAILED: {exc}")
+            say(f"  FAILED: {exc}")
         for name in ("director-killed", "director returns"):
             say(f"  {name}: {rows[name].per_run[-1] if rows[name].per_run else 'not run'}")
 
@@ -271,6 +311,8 @@ def main() -> int:
     for row in rows.values():
         for n, line in enumerate(row.per_run, 1):
             print(f"  {row.scenario} {n}: {line}")
+        for note in row.notes:
+            print(f"  {row.scenario}: {note}")
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows.values() if r.runs], indent=1) + "\n")
     return 0

@@ -531,8 +531,13 @@ def pair_inventory(lab: Lab, vrrp: dict[str, Any] | None = None, director_vars: 
     return its path (in the lab's state dir; the lab's own inventory stays
     as it is).
 
-    The spares come first in priority (150 against 100), so the director that
-    the tests kill is a spare and the lab's own director is left holding the
+    Both directors start as BACKUP with ``nopreempt``: whichever becomes
+    master stays master until it dies, and one that comes back makes no
+    second switch. Their priorities are high (250 for a spare, 249 for the
+    lab's own) because a backup's skew, (256 - priority)/256 s, adds to the
+    3 advert intervals it waits before taking over: 0.03 s here, 0.6 s at the
+    usual 100. A spare configured first is the master, so the director that
+    the tests kill is a spare and the lab's own director ends up holding the
     VIPs. ``vrrp`` adds keys to every director's instance, ``director_vars``
     adds variables to every director. Unicast adverts, a per-lab secret."""
     doc = _lab_doc(lab)
@@ -550,7 +555,8 @@ def pair_inventory(lab: Lab, vrrp: dict[str, Any] | None = None, director_vars: 
             "name": "VI_lab",
             "interface": "ens3",  # the VM's NIC under QEMU's pc machine
             "state": "BACKUP",
-            "priority": 150 if name in spares else 100,
+            "nopreempt": True,
+            "priority": 250 if name in spares else 249,
             "virtual_router_id": 50,
             "advert_int": 1,
             "unicast_src_ip": addresses[name],

@@ -10,10 +10,12 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from dsrprov import lab as labmod
 from dsrprov.lab.load import Load, LoadResult
 from dsrprov.lab.proof import capture
+from dsrprov.run import playbook as pb
 
 
 def holds(director: labmod.LabHost, vip: str) -> bool:
@@ -31,6 +33,48 @@ def wait_for_holder(directors: list[labmod.LabHost], vip: str, want: labmod.LabH
             return time.monotonic() - start
         time.sleep(0.5)
     raise labmod.LabError(f"{want.name} did not come to hold {vip} alone within {timeout:.0f} s")
+
+
+def _site(inventory: Path, limit: str) -> None:
+    done = pb.run(inventory, "--limit", limit)
+    if done.returncode != 0:
+        raise labmod.LabError(f"site.yml --limit {limit} failed:\n{done.stdout[-4000:]}")
+
+
+def form_pair(the_lab: labmod.Lab, sync: bool = True) -> tuple[Path, labmod.LabHost, labmod.LabHost]:
+    """Start the lab's spare director and make a VRRP pair of it and the lab's
+    own director, the spare as master; return (inventory, master, backup).
+
+    The spare is configured first and becomes master alone; the lab's
+    director then joins as backup (nopreempt: it stays backup, whatever the
+    priorities)."""
+    spare = next(h for h in the_lab.hosts if h.is_spare)
+    main = next(h for h in the_lab.hosts if "dsr_directors" in h.groups)
+    labmod.start_spare(the_lab, spare)
+    inventory = labmod.pair_inventory(the_lab, director_vars={"dsr_director_connection_sync": sync})
+    _site(inventory, spare.name)
+    wait_for_holder([spare], the_lab_vip(the_lab), spare)
+    _site(inventory, main.name)
+    wait_for_holder([main, spare], the_lab_vip(the_lab), spare)
+    return inventory, spare, main
+
+
+def dissolve_pair(the_lab: labmod.Lab) -> None:
+    """Stop the spare directors; the lab's own director holds the VIPs alone again (static, no VRRP)."""
+    main = next(h for h in the_lab.hosts if "dsr_directors" in h.groups)
+    for spare in (h for h in the_lab.hosts if h.is_spare):
+        labmod.stop_vm(the_lab, spare)
+    if not labmod.is_running(main):  # killed last: it comes back afresh
+        labmod.start_spare(the_lab, main)
+    _site(labmod.inventory_copy(the_lab, "single"), main.name)
+
+
+def the_lab_vip(the_lab: labmod.Lab) -> str:
+    """The lab's IPv4 service VIP."""
+    from dsrprov.model.inventory import Inventory
+
+    services = Inventory(the_lab.state_dir.parent / "hosts.yml").services()
+    return next(str(s["vip"]) for s in services if ":" not in str(s["vip"]))
 
 
 class Download:
