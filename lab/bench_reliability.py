@@ -226,8 +226,8 @@ def _failover_note(result: pair.Failover, backup: labmod.LabHost, sync: bool) ->
     rc, code, size, seconds = result.download or (-1, "", 0, 0.0)
     return (
         f"backup {backup.name} held the VIP {result.takeover_s:.1f} s after the kill; "
-        f"{result.garp_from_backup} gratuitous ARPs from it; client's ARP entry now {result.client_mac_after} "
-        f"({'the backup' if result.client_mac_after == backup.mac else 'NOT the backup'}); "
+        f"{result.garp_from_backup} gratuitous ARPs from it; client's ARP entry {result.client_mac_before} -> "
+        f"{result.client_mac_after} ({'the backup' if result.client_mac_after == backup.mac else 'NOT the backup'}); "
         f"download across it: curl exit {rc}, HTTP {code}, {size} bytes in {seconds:.0f} s"
         f" (connection sync {'on' if sync else 'off'})"
     )

@@ -116,7 +116,8 @@ class Failover:
     backup: str
     takeover_s: float  # until the backup held the VIP, as polled over SSH
     garp_from_backup: int  # gratuitous ARPs for the VIP from the backup's MAC
-    client_mac_after: str  # the client's neighbour entry for the VIP afterwards
+    client_mac_before: str  # the client's neighbour entry for the VIP just before the kill
+    client_mac_after: str  # and afterwards
     download: tuple[int, str, int, float] | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -139,6 +140,7 @@ def kill_master(
         if download is not None:
             download.start()
         time.sleep(3)
+        mac_before = _neighbour(client, vip)
         load.mark("master killed")
         killed = labmod.kill_vm(master)
         takeover = wait_for_holder([backup], vip, backup, timeout=30)
@@ -152,6 +154,20 @@ def kill_master(
     # (ff:ff:ff:ff:ff:ff) tell VIP" with -e), or an unasked reply for it.
     garp = re.compile(rf"who-has {re.escape(vip)} (\(\S+\) )?tell {re.escape(vip)},|Reply {re.escape(vip)} is-at")
     garps = [line for line in arp if line.split()[1:2] == [backup.mac] and garp.search(line)]
+    return Failover(
+        load.result,
+        killed,
+        master.name,
+        backup.name,
+        takeover,
+        len(garps),
+        mac_before,
+        _neighbour(client, vip),
+        result_download,
+    )
+
+
+def _neighbour(client: labmod.LabHost, vip: str) -> str:
+    """The MAC address the client sends the VIP's packets to."""
     neigh = labmod.lab_exec(client, "ip", "neigh", "show", vip, check=False).split()
-    mac = neigh[neigh.index("lladdr") + 1] if "lladdr" in neigh else ""
-    return Failover(load.result, killed, master.name, backup.name, takeover, len(garps), mac, result_download)
+    return neigh[neigh.index("lladdr") + 1] if "lladdr" in neigh else ""
