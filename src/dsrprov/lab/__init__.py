@@ -581,8 +581,11 @@ def _lab_doc(lab: Lab) -> dict[str, Any]:
     doc: dict[str, Any] = yaml.safe_load((lab.state_dir.parent / "hosts.yml").read_text())
     state = lab.state_dir.resolve()
     doc["all"]["vars"]["ansible_ssh_private_key_file"] = str(state / "id_ed25519")
+    # A killed VM must fail the run in seconds, not hang on a dead
+    # ControlPersist connection (the pair tests kill directors).
     doc["all"]["vars"]["ansible_ssh_common_args"] = (
-        f"-o UserKnownHostsFile={state / 'known_hosts'} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
+        f"-o UserKnownHostsFile={state / 'known_hosts'} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes "
+        "-o ServerAliveInterval=5 -o ServerAliveCountMax=3 -o ConnectTimeout=10"
     )
     return doc
 
