@@ -83,3 +83,33 @@ def test_a_stricter_live_value_is_left_alone() -> None:
     assert sysctls.strict_enough("1", "1")
     assert not sysctls.strict_enough("0", "1")
     assert not sysctls.strict_enough(None, "1")
+
+
+# The role's values, as vars/main.yml hands them to dsr_realserver_facts.
+ROLE_VALUES = {
+    **WANTED,
+    "net.ipv6.conf.lo.keep_addr_on_down": 1,
+    "net.ipv6.conf.all.keep_addr_on_down": 0,
+}
+
+
+def test_a_later_file_that_turns_keep_addr_on_down_off_is_reported(sysctl_tree: Path) -> None:
+    (sysctl_tree / "etc" / "99-lo.conf").write_text("net.ipv6.conf.lo.keep_addr_on_down = 0\n")
+    # all = -1 overrides lo = 1 (the kernel takes "all" when it is non-zero); all = 0 does not.
+    (sysctl_tree / "etc" / "99-all.conf").write_text(
+        "net.ipv6.conf.all.keep_addr_on_down = -1\nnet.ipv6.conf.default.keep_addr_on_down = 0\n"
+    )
+    (sysctl_tree / "etc" / "99-zero.conf").write_text("net.ipv6.conf.all.keep_addr_on_down = 0\n")
+    found = {(Path(o["file"]).name, o["key"]) for o in facts.find_overrides(OWN, ROLE_VALUES)}
+    assert found == {
+        ("99-lo.conf", "net.ipv6.conf.lo.keep_addr_on_down"),
+        ("99-all.conf", "net.ipv6.conf.all.keep_addr_on_down"),
+    }
+
+
+def test_sysctl_file_sets_keep_addr_on_down_and_says_why() -> None:
+    text = sysctls.render({"net.ipv4.conf.all.arp_ignore": "1", sysctls.KEEP_KEY: "1"}, {sysctls.KEEP_KEY: "0"})
+    assert "net.ipv6.conf.lo.keep_addr_on_down = 1\n" in text
+    assert "# keep_addr_on_down=1 on lo: a down/up of lo keeps the IPv6 VIPs." in text
+    assert sysctls.parse_originals(text) == {sysctls.KEEP_KEY: "0"}
+    assert "keep_addr_on_down" not in sysctls.render({"net.ipv4.conf.all.arp_ignore": "1"}, {})

@@ -108,6 +108,13 @@ def _emit_errors(reports: Sequence[object]) -> None:
             print(f"dsrprov: {r.host}: {r.error}", file=sys.stderr)  # type: ignore[attr-defined]
 
 
+def _emit_warnings(reports: Sequence[object]) -> None:
+    """What could still take a VIP away (who manages lo): said, never a failure."""
+    for r in reports:
+        for warning in getattr(r, "warnings", []):
+            print(f"dsrprov: warning: {r.host}: {warning}", file=sys.stderr)  # type: ignore[attr-defined]
+
+
 def _enroll(args: argparse.Namespace) -> int:
     from dsrprov import enroll, report
 
@@ -215,6 +222,7 @@ def _status(args: argparse.Namespace) -> int:
             print()
             print(loadmaster.table(shown))
     _emit_errors(reports)
+    _emit_warnings(reports)
     for name, reason in lm_errors.items():
         print(f"dsrprov: {name}: {reason}", file=sys.stderr)
     return code
@@ -232,14 +240,34 @@ def _verify(args: argparse.Namespace) -> int:
     elif reports:
         print(report.verify_table(reports))
     _emit_errors(reports)
+    _emit_warnings(reports)
     return code
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from dsrprov.doctor import run
+    from dsrprov.model.inventory import Inventory
+
+    result = run.diagnose(Inventory(_inventory(args)), list(args.hosts), _opts(args), parallel=args.parallel)
+    print(run.as_json(result) if args.json else run.render(result))
+    for name in result.unknown:
+        print(f"dsrprov: {name}: not in the inventory", file=sys.stderr)
+    return result.exit_code
+
+
+DOCTOR_EXIT_CODES = """exit codes:
+  0  no finding: DSR works on every host probed
+  1  at least one finding (errors and warnings alike; --json says which)
+  2  bad input (a host not in the inventory): nothing was probed
+  3  a host or the vantage host could not be probed (finding probe-failed)"""
 
 
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line, exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"dsrprov: {message} (see dsrprov {self.prog.split()[-1]} --help)", file=sys.stderr)
+        words = self.prog.split()
+        print(f"dsrprov: {message} (see {' '.join(['dsrprov', *words[1:]])} --help)", file=sys.stderr)
         sys.exit(EXIT_USAGE)
 
 
@@ -338,6 +366,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("hosts", nargs="*", metavar="HOST", help="default: every real server in the inventory")
         _connection_options(p, accept_new=False)
         p.set_defaults(func=func)
+
+    p = sub.add_parser(
+        "doctor",
+        help="find what breaks DSR: one line per finding, its evidence and fix (read-only)",
+        epilog=DOCTOR_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("hosts", nargs="*", metavar="HOST", help="default: every real server in the inventory")
+    _connection_options(p, accept_new=False)
+    p.set_defaults(func=_doctor)
 
     p_lab = sub.add_parser("lab", help="the built-in local lab (podman containers)")
     p_lab.add_argument("action", choices=["up", "down", "status"])

@@ -22,6 +22,7 @@ class HostReport:
     state: dict[str, Any] = field(default_factory=dict)  # status: what is on the host
     error: str = ""
     exit_code: int = EXIT_OK
+    warnings: list[str] = field(default_factory=list)  # never fail the host
 
     @property
     def verified(self) -> bool:
@@ -56,6 +57,8 @@ class HostReport:
             out["changed"] = self.changed
         if self.state:
             out["state"] = self.state
+        if self.warnings:
+            out["warnings"] = self.warnings
         return out
 
 
@@ -80,11 +83,27 @@ def _check(report: HostReport, prefix: str) -> bool | None:
 
 
 def status_table(reports: list[HostReport]) -> str:
-    rows = [["HOST", "OS", "ADDRESS", "INVENTORY VIPS", "ON LOOPBACK", "ARP/WEAKHOST", "PERSISTED", "LISTEN", "STATE"]]
+    rows = [
+        [
+            "HOST",
+            "OS",
+            "ADDRESS",
+            "INVENTORY VIPS",
+            "ON LOOPBACK",
+            "ARP/WEAKHOST",
+            "PERSISTED",
+            "LISTEN",
+            "LO MANAGER",
+            "STATE",
+        ]
+    ]
     for r in reports:
         if r.error and not r.state:
-            rows.append([r.host, r.os or "?", r.address, ",".join(r.vips) or "-", "?", "?", "?", "?", "unreachable"])
+            rows.append(
+                [r.host, r.os or "?", r.address, ",".join(r.vips) or "-", "?", "?", "?", "?", "?", "unreachable"]
+            )
             continue
+        manager = r.state.get("lo_manager", {}).get("manager", "-")
         arp = _check(r, "arp sysctls") if r.os == "linux" else _check(r, "metric and weak host")
         persisted = _check(r, "persisted") if r.os == "linux" else _check(r, "loopback adapter")
         rows.append(
@@ -97,6 +116,7 @@ def status_table(reports: list[HostReport]) -> str:
                 _mark(arp),
                 _mark(persisted),
                 _mark(_check(r, "listen")),
+                manager + (f" ({len(r.warnings)} warning{'s' if len(r.warnings) > 1 else ''})" if r.warnings else ""),
                 r.state.get("summary", ""),
             ]
         )

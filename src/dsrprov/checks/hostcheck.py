@@ -6,6 +6,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_lo_manager as lomgr
 from dsrprov.checks.verify import Check, NeighbourProbe, linux_checks, neighbour_check, neighbour_probe, windows_checks
 from dsrprov.connect.linux_facts import LinuxFacts
 from dsrprov.connect.probe import ConnOptions, Facts, detect_os, probe, probe_linux, ssh_target
@@ -72,6 +73,16 @@ def _probe_one(host: Host, opts: ConnOptions, services: list[dict[str, object]])
             i: dict(zip(("arp_ignore", "arp_announce"), facts.effective_arp(i), strict=True)) for i in facts.interfaces
         }
         report.state["unit"] = facts.unit_enabled or "missing"
+        # Who manages lo, and what it could do to the VIPs: warnings, not
+        # failures (the VIPs are there now; the role makes the manager keep them).
+        found = lomgr.assess(facts.lo, host.vips)
+        report.state["lo_manager"] = {
+            "manager": found.manager,
+            "detail": found.detail,
+            "problems": found.problems,
+            "risks": found.risks,
+        }
+        report.warnings = found.problems + found.risks
     return Probed(host, report, facts)
 
 

@@ -14,6 +14,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_lo_manager as lomgr
+
 UNIT = "dsrprov-loopback-vips.service"
 SYSCTL_FILE = "/etc/sysctl.d/90-dsrprov-arp.conf"
 MARK = "@@dsrprov:"
@@ -31,6 +33,8 @@ echo "active=$(systemctl is-active {UNIT} 2>/dev/null)"
 echo {MARK}sysctlfile@@; test -f {SYSCTL_FILE} && echo present || echo missing
 echo {MARK}ssh@@; echo "$SSH_CONNECTION"
 echo {MARK}hostname@@; hostname 2>/dev/null || cat /proc/sys/kernel/hostname
+echo {MARK}lo@@
+{lomgr.PROBE}
 echo {MARK}end@@
 """
 
@@ -78,6 +82,8 @@ class LinuxFacts:
     sysctl_file: bool = False
     ssh_client: str = ""  # the controller's address as the host sees it
     ssh_server: str = ""  # the host's address the connection came in on
+    # Who manages lo, read by the same script as the role's (module_utils/dsr_lo_manager.py).
+    lo: lomgr.LoState = field(default_factory=lomgr.LoState)
 
     @property
     def own_addresses(self) -> list[str]:
@@ -230,4 +236,5 @@ def parse_probe(text: str) -> LinuxFacts:
         sysctl_file=s.get("sysctlfile", "").strip() == "present",
         ssh_client=ssh[0] if len(ssh) >= 4 else "",
         ssh_server=ssh[2] if len(ssh) >= 4 else "",
+        lo=lomgr.parse(s.get("lo", "")),
     )

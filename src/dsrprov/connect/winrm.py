@@ -44,6 +44,14 @@ $r = [ordered]@{
         protocol = 'tcp'; address = [string]$_.LocalAddress; port = [int]$_.LocalPort } }) +
         @(Get-NetUDPEndpoint | ForEach-Object { [ordered]@{
         protocol = 'udp'; address = [string]$_.LocalAddress; port = [int]$_.LocalPort } }))
+    profiles = @(Get-NetConnectionProfile | ForEach-Object { [ordered]@{
+        ifindex = [int]$_.InterfaceIndex; category = [string]$_.NetworkCategory } })
+    dns = @(Get-DnsClient | ForEach-Object { [ordered]@{
+        ifindex = [int]$_.InterfaceIndex; register = [bool]$_.RegisterThisConnectionsAddress } })
+    public_firewall = [string](Get-NetFirewallProfile -Name Public).Enabled
+    firewall_rules = @(Get-NetFirewallRule -Direction Inbound -Action Allow -Enabled True |
+        Where-Object { $_.Name -like 'dsrprov*' } | ForEach-Object { [ordered]@{
+        name = [string]$_.Name; profile = [string]$_.Profile } })
 }
 $r | ConvertTo-Json -Depth 4 -Compress
 """
@@ -97,6 +105,11 @@ class WindowsFacts:
     addresses: list[WinAddress] = field(default_factory=list)
     interfaces: list[WinInterface] = field(default_factory=list)
     listeners: list[Listener] = field(default_factory=list)
+    # Read by doctor; empty when the probe (or a recording) did not say.
+    profiles: dict[int, str] = field(default_factory=dict)  # ifindex -> Public, Private, DomainAuthenticated
+    dns_register: dict[int, bool] = field(default_factory=dict)  # ifindex -> RegisterThisConnectionsAddress
+    public_firewall: str = ""  # "True" / "False" (GpoBoolean), "" unknown
+    firewall_rules: list[tuple[str, str]] = field(default_factory=list)  # (name, profile) of dsrprov's allow rules
 
     @property
     def loopbacks(self) -> list[WinAdapter]:
@@ -217,6 +230,12 @@ def parse_windows_facts(text: str) -> WindowsFacts:
             for i in _items(data.get("interfaces"))
         ],
         listeners=listeners,
+        profiles={int(p.get("ifindex", 0)): str(p.get("category", "")) for p in _items(data.get("profiles"))},
+        dns_register={int(d.get("ifindex", 0)): bool(d.get("register", False)) for d in _items(data.get("dns"))},
+        public_firewall=str(data.get("public_firewall", "") or ""),
+        firewall_rules=[
+            (str(r.get("name", "")), str(r.get("profile", ""))) for r in _items(data.get("firewall_rules"))
+        ],
     )
 
 

@@ -34,6 +34,10 @@ IMAGE = "localhost/dsrprov-lab:debian12"
 # Directors that `lab up` leaves off: a second VM costs a boot and a share of
 # two cores, so only the tests and benchmarks of a director pair start it.
 SPARE_GROUP = "lab_spare_directors"
+# The default image's kind. Other kinds (a Debian release with a network
+# manager) are built by lab/image/build-kind.sh from lab/image/kinds/KIND.conf
+# and named localhost/dsrprov-lab:KIND; a host names its kind with lab_image.
+DEFAULT_KIND = "debian12"
 
 # A tiny web service on every real server: it answers with the host's name, so
 # a client can tell which real server replied. Listens on all addresses, the
@@ -77,6 +81,11 @@ class LabHost:
     # "container" (systemd in podman) or "vm" (QEMU: the director needs a
     # kernel with IPVS, which this machine's kernel lacks).
     kind: str = "container"
+    image: str = DEFAULT_KIND  # a container's image kind (lab_image)
+
+    @property
+    def image_ref(self) -> str:
+        return f"localhost/dsrprov-lab:{self.image}"
 
     @property
     def is_vm(self) -> bool:
@@ -119,6 +128,7 @@ def _walk(group: str, node: dict[str, Any], path: list[str], out: dict[str, LabH
                 str(hv.get("lab_ip6", "")),
                 str(hv.get("lab_mac", "")),
                 kind=str(hv.get("lab_kind", "container")),
+                image=str(hv.get("lab_image", DEFAULT_KIND)),
             ),
         )
         host.groups.extend(g for g in [*path, group] if g not in host.groups)
@@ -289,11 +299,13 @@ def wait_for_boot(host: LabHost, timeout: float = 90.0) -> None:
     raise LabError(f"lab host {host.name} did not finish booting in {timeout:.0f} s")
 
 
-def build_image() -> None:
-    script = project_root() / "lab" / "image" / "build.sh"
-    proc = subprocess.run(["sh", str(script), IMAGE], env=podman_env(), check=False)
+def build_image(kind: str = DEFAULT_KIND) -> None:
+    """Build (or find up to date) the image of one kind."""
+    here = project_root() / "lab" / "image"
+    cmd = ["sh", str(here / "build.sh"), IMAGE] if kind == DEFAULT_KIND else ["sh", str(here / "build-kind.sh"), kind]
+    proc = subprocess.run(cmd, env=podman_env(), check=False)
     if proc.returncode != 0:
-        raise LabError("building the lab image failed (see the output above)")
+        raise LabError(f"building the lab image {kind} failed (see the output above)")
 
 
 def ensure_keypair(state: Path) -> Path:
@@ -375,7 +387,7 @@ def start_host(lab: Lab, host: LabHost) -> None:
         host.mac,
         "--label",
         "dsrprov.lab=1",
-        IMAGE,
+        host.image_ref,
     )
 
 
@@ -447,7 +459,9 @@ def up(lab: Lab | None = None, say: Callable[[str], None] = print) -> Lab:
     """Bring the lab up, or bring a half-up lab the rest of the way."""
     lab = lab or load_lab()
     check_preconditions(lab, say)
-    build_image()
+    # One build per kind, one after the other: debootstrap is disk- and CPU-bound.
+    for kind in sorted({h.image for h in lab.hosts if not h.is_vm}, key=lambda k: (k != DEFAULT_KIND, k)):
+        build_image(kind)
     key = ensure_keypair(lab.state_dir)
     pubkey = key.with_suffix(".pub").read_text()
     ensure_network(lab)

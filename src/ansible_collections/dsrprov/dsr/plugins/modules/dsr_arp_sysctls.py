@@ -31,6 +31,13 @@ options:
     description: Value of C(arp_announce).
     type: int
     default: 2
+  keep_addr_on_down:
+    description:
+      - Also set C(net.ipv6.conf.lo.keep_addr_on_down=1), so that a down/up of C(lo)
+        (C(ip link set lo down), C(ifdown lo)) keeps the IPv6 VIPs; the kernel keeps IPv4
+        addresses anyway. Skipped on a host without IPv6.
+    type: bool
+    default: false
   state:
     description: C(present) sets the values; C(absent) restores the recorded ones and removes the file.
     type: str
@@ -46,6 +53,7 @@ EXAMPLES = r"""
     interfaces: [eth0]
     arp_ignore: 1
     arp_announce: 2
+    keep_addr_on_down: true
 
 - name: Put the recorded live values back and remove the file
   dsrprov.dsr.dsr_arp_sysctls:
@@ -65,6 +73,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 ORIGINAL_MARK = "# original: "
+KEEP_KEY = "net.ipv6.conf.lo.keep_addr_on_down"
 
 
 def proc_path(key):
@@ -104,6 +113,10 @@ def render(values, originals):
         "# server must never answer ARP for the VIPs it holds on the loopback.",
         "# arp_ignore=1: answer only for addresses on the receiving interface.",
         "# arp_announce=2: always use the interface's own address as ARP source.",
+    ]
+    if KEEP_KEY in values:
+        lines.append("# keep_addr_on_down=1 on lo: a down/up of lo keeps the IPv6 VIPs.")
+    lines += [
         "# Live values before dsrprov changed them (restored on removal):",
     ]
     lines += ["%s%s=%s" % (ORIGINAL_MARK, k, v) for k, v in sorted(originals.items())]
@@ -118,6 +131,7 @@ def main():
             "interfaces": {"type": "list", "elements": "str", "default": []},
             "arp_ignore": {"type": "int", "default": 1},
             "arp_announce": {"type": "int", "default": 2},
+            "keep_addr_on_down": {"type": "bool", "default": False},
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
         },
         supports_check_mode=True,
@@ -136,6 +150,8 @@ def main():
                 module.fail_json(msg="interface %r has no IPv4 sysctls on this host (does it exist?)" % scope)
             values["net.ipv4.conf.%s.arp_ignore" % scope] = str(p["arp_ignore"])
             values["net.ipv4.conf.%s.arp_announce" % scope] = str(p["arp_announce"])
+        if p["keep_addr_on_down"] and read_live(KEEP_KEY) is not None:
+            values[KEEP_KEY] = "1"
         # Remember what was live before the first change, for absent.
         for key in values:
             if key not in originals:

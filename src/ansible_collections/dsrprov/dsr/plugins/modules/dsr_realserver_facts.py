@@ -24,6 +24,11 @@ options:
     description: Path of the role's systemd unit, reported as I(unit_present).
     type: path
     required: true
+  vips:
+    description: The VIPs, to judge whether what manages C(lo) lets them stay (I(lo_manager)).
+    type: list
+    elements: str
+    default: []
 author: dsrprov developers
 """
 
@@ -55,6 +60,10 @@ sysctl_overrides:
   description: "Entries C({file, key, value}) that would weaken the role's values at boot."
   returned: always
   type: list
+sysctl_override_summaries:
+  description: One line per file of I(sysctl_overrides), C(FILE would weaken KEYS).
+  returned: always
+  type: list
 ip_command:
   description: Absolute path of the C(ip) command.
   returned: always
@@ -67,6 +76,13 @@ systemd:
   description: Whether PID 1 is systemd.
   returned: always
   type: bool
+lo_manager:
+  description:
+    - "Who manages C(lo): C(manager) (C(NetworkManager), C(systemd-networkd), C(ifupdown) or C(none)),
+      C(detail) (one line), C(problems) (why the VIPs could not be made safe there; the role refuses
+      to change anything then) and C(risks) (what could remove the VIPs as the host stands)."
+  returned: always
+  type: dict
 """
 
 import fnmatch
@@ -75,6 +91,8 @@ import os
 import shutil
 
 from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_lo_manager import PROBE, assess, parse
 
 # The directories systemd-sysctl and "sysctl --system" read, in their order of
 # precedence for equal file names; files are applied sorted by file name.
@@ -141,6 +159,7 @@ def main():
             "sysctl_file": {"type": "path", "required": True},
             "sysctl_values": {"type": "dict", "required": True},
             "unit_file": {"type": "path", "required": True},
+            "vips": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
     )
@@ -170,7 +189,16 @@ def main():
     )
     overrides = find_overrides(module.params["sysctl_file"], module.params["sysctl_values"])
     for item in overrides:
-        module.warn("%(file)s sets %(key)s = %(value)s, which would weaken DSR's ARP settings at boot" % item)
+        module.warn("%(file)s sets %(key)s = %(value)s, which would weaken DSR's settings at boot" % item)
+    summaries = []
+    for path in sorted({item["file"] for item in overrides}, key=[i["file"] for i in overrides].index):
+        keys = {i["key"].rsplit(".", 1)[-1] for i in overrides if i["file"] == path}
+        what = []
+        if keys & {"arp_ignore", "arp_announce"}:
+            what.append("arp_ignore/arp_announce")
+        if "keep_addr_on_down" in keys:
+            what.append("keep_addr_on_down (lo)")
+        summaries.append("%s would weaken %s" % (path, " and ".join(what)))
     if len(ipv4_interfaces) > 1:
         # arp_ignore=1 stops answering ARP for an address held by another
         # interface; multi-homed setups that relied on that need a look.
@@ -178,13 +206,19 @@ def main():
             "this host has IPv4 addresses on several interfaces (%s): with arp_ignore=1 each "
             "answers ARP only for its own addresses" % ", ".join(sorted(ipv4_interfaces))
         )
+    rc, out, err = module.run_command(["sh", "-c", PROBE], check_rc=False)
+    if "@@lo:end@@" not in out:
+        module.fail_json(msg="dsrprov: cannot read who manages lo (exit %d): %s" % (rc, err.strip()))
+    found = assess(parse(out), module.params["vips"])
     module.exit_json(
         changed=False,
+        lo_manager={"manager": found.manager, "detail": found.detail, "problems": found.problems, "risks": found.risks},
         unit_present=os.path.exists(module.params["unit_file"]),
         addresses=addresses,
         interfaces=interfaces,
         ipv4_interfaces=sorted(ipv4_interfaces),
         sysctl_overrides=overrides,
+        sysctl_override_summaries=summaries,
         ip_command=ip_command,
         systemd=os.path.isdir("/run/systemd/system"),
     )

@@ -1,0 +1,194 @@
+"""doctor's judges on recorded probe output (no host needed): the director's
+IPVS table, the boot order of sysctl files, Windows facts (recordings made
+by hand in the shapes PowerShell 5.1 prints: no Windows runs here)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+from dsrprov.connect.winrm import parse_windows_facts
+from dsrprov.doctor import director, drpath, linux, windows
+from dsrprov.doctor.findings import CATALOGUE, Finding, readme_table
+
+DATA = Path(__file__).parent / "data"
+MODEL = [
+    {"name": "web", "vip": "10.250.0.200", "port": 80, "protocol": "tcp",
+     "real_servers": [{"name": "rs1", "address": "10.250.0.11"}, {"name": "rs2", "address": "10.250.0.12"}]},
+    {"name": "web6", "vip": "fd42:d5a:0:1::200", "port": 80, "protocol": "tcp",
+     "real_servers": [{"name": "rs1", "address": "fd42:d5a:0:1::11"}, {"name": "rs2", "address": "fd42:d5a:0:1::12"}]},
+]  # fmt: skip
+
+
+def ids(found: list[Finding]) -> list[str]:
+    return sorted(f.id for f in found)
+
+
+def test_a_healthy_director_gives_no_finding() -> None:
+    facts = director.parse((DATA / "doctor" / "director_ok.txt").read_text())
+    assert [len(s.real_servers) for s in facts.services] == [2, 2]
+    assert director.findings("director", facts, MODEL) == []
+
+
+def test_director_faults_are_named() -> None:
+    text = (DATA / "doctor" / "director_ok.txt").read_text()
+    down = director.parse(text.replace("\nactive\n", "\ninactive\n").split("TCP  10.250")[0] + "@@dsrprov:end@@\n")
+    assert ids(director.findings("director", down, MODEL)) == [
+        "dir-keepalived-down",
+        "dir-vs-missing",
+        "dir-vs-missing",
+    ]
+    masq = director.parse(text.replace("10.250.0.12:80               Route", "10.250.0.12:80               Masq"))
+    assert ids(director.findings("director", masq, MODEL)) == ["dir-not-route"]
+    missing = director.parse(
+        text.replace("  -> 10.250.0.12:80               Route   1      0          0         \n", "")
+    )
+    (f,) = director.findings("director", missing, MODEL)
+    assert f.id == "dir-rs-missing" and "rs2 (10.250.0.12)" in f.line
+    extra = copy.deepcopy(MODEL)
+    extra[0]["real_servers"] = extra[0]["real_servers"][:1]
+    (f,) = director.findings("director", director.parse(text), extra)
+    assert f.id == "dir-rs-extra" and "10.250.0.12" in f.line
+
+
+def test_the_last_sysctl_file_at_boot_wins_and_is_named() -> None:
+    grep = (
+        "/usr/lib/sysctl.d/50-default.conf:net.ipv4.conf.all.rp_filter = 2\n"
+        "/etc/sysctl.d/90-dsrprov-arp.conf:net.ipv4.conf.all.arp_ignore = 1\n"
+        "/etc/sysctl.d/90-dsrprov-arp.conf:net.ipv4.conf.all.arp_announce = 2\n"
+        "/usr/lib/sysctl.d/99-zz-vendor.conf:net.ipv4.conf.all.arp_ignore = 0\n"
+        "/etc/sysctl.d/99-zz-vendor.conf:net.ipv4.conf.all.arp_ignore = 1\n"  # masks the /usr/lib file
+        "/etc/sysctl.conf:net/ipv4/conf/all/arp_announce = 0\n"
+    )
+    order = [(s.file, s.key, s.value) for s in linux._parse_sysctl_lines(grep)]
+    assert order[-1] == ("/etc/sysctl.conf", "net.ipv4.conf.all.arp_announce", 0)
+    assert ("/usr/lib/sysctl.d/99-zz-vendor.conf", "net.ipv4.conf.all.arp_ignore", 0) not in order
+    facts = linux.DoctorFacts(base=linux.parse_probe(""), boot_settings=linux._parse_sysctl_lines(grep))
+    (late,) = linux._weak_at_boot(facts)
+    assert late.file == "/etc/sysctl.conf" and late.key == "net.ipv4.conf.all.arp_announce"
+
+
+def test_firewall_evidence_names_the_rule() -> None:
+    ruleset = (
+        "table inet f {\n chain in {\n  type filter hook input priority 0;\n"
+        "  ip daddr 10.250.0.200 tcp dport 80 drop\n }\n}"
+    )
+    assert linux.firewall_evidence(ruleset, "10.250.0.200", 80) == ["ip daddr 10.250.0.200 tcp dport 80 drop"]
+    assert linux.firewall_evidence("table inet f {\n chain in {\n  tcp dport 22 accept\n }\n}", "10.0.0.1", 80) == []
+
+
+def test_dr_probe_results_are_read_in_target_order() -> None:
+    targets = [
+        drpath.Target("rs1", "10.250.0.11", "10.250.0.200", 80),
+        drpath.Target("rs2", "10.250.0.12", "10.250.0.200", 80),
+    ]
+    out = json.dumps({"error": "", "results": [
+        {"host": "rs2", "vip": "10.250.0.200", "port": 80, "status": "timeout", "detail": "timed out"},
+        {"host": "rs1", "vip": "10.250.0.200", "port": 80, "status": "ok", "reply_mac": "02:d5:a0:00:00:11",
+         "captured": True}]})  # fmt: skip
+    results, error = drpath.parse("noise\n" + out, targets)
+    assert error == "" and [(r.target.host, r.status) for r in results] == [("rs1", "ok"), ("rs2", "timeout")]
+    assert drpath.parse("", targets)[1].startswith("the DR-path probe printed no result")
+
+
+def _windows(**changes: object) -> dict[str, object]:
+    data = json.loads((DATA / "winrm" / "configured_ps51.json").read_text(encoding="utf-8-sig"))
+    loop = next(a for a in data["adapters"] if "KM-TEST" in a["description"])
+    data.update(
+        profiles=[{"ifindex": loop["ifindex"], "category": "Private"}],
+        dns=[{"ifindex": loop["ifindex"], "register": False}],
+        public_firewall="True",
+        firewall_rules=[{"name": "dsrprov-tcp-80", "profile": "Any"}],
+    )
+    data.update(changes)
+    return data
+
+
+def test_windows_findings_on_recorded_probe_output() -> None:
+    healthy = _windows()
+    vips = [a["address"] for a in healthy["addresses"] if a["prefix"] in (32, 128) and a["ifindex"] == next(
+        x["ifindex"] for x in healthy["adapters"] if "KM-TEST" in x["description"])]  # fmt: skip
+    facts = parse_windows_facts(json.dumps(healthy))
+    assert windows.findings("win1", facts, vips) == []
+    loop = next(a for a in healthy["adapters"] if "KM-TEST" in a["description"])["ifindex"]
+    public = _windows(profiles=[{"ifindex": loop, "category": "Public"}], firewall_rules=[])
+    assert ids(windows.findings("win1", parse_windows_facts(json.dumps(public)), vips)) == ["win-firewall-public"]
+    dns = _windows(dns=[{"ifindex": loop, "register": True}])
+    assert ids(windows.findings("win1", parse_windows_facts(json.dumps(dns)), vips)) == ["win-dns-register"]
+    no_loop = _windows(adapters=[a for a in healthy["adapters"] if "KM-TEST" not in a["description"]])
+    assert ids(windows.findings("win1", parse_windows_facts(json.dumps(no_loop)), vips)) == ["win-loopback-missing"]
+    bad = copy.deepcopy(healthy)
+    for i in bad["interfaces"]:
+        if i["ifindex"] == loop:
+            i["metric"], i["weak_host_send"] = 25, "Disabled"
+    assert ids(windows.findings("win1", parse_windows_facts(json.dumps(bad)), vips)) == sorted(
+        ["win-metric", "win-weakhost"] * len({i["family"] for i in bad["interfaces"] if i["ifindex"] == loop})
+    )
+
+
+def test_every_finding_has_a_fix_and_the_readme_table_lists_them_all() -> None:
+    table = readme_table()
+    for kind in CATALOGUE.values():
+        assert kind.fix and kind.what and f"`{kind.id}`" in table
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert table in readme
+
+
+def test_dr_probe_failures_are_put_on_the_finding_that_explains_them() -> None:
+    from dsrprov.doctor.run import _attribute
+
+    t = drpath.Target("rs1", "10.250.0.11", "10.250.0.200", 80)
+    base = linux.parse_probe("")
+    facts = linux.DoctorFacts(base=base, firewall="")
+    # No explanation on the host: a generic finding with the probe as evidence.
+    found: list[Finding] = []
+    _attribute(drpath.Result(t, "timeout", "timed out"), found, facts)
+    assert ids(found) == ["rs-dr-path-fails"] and "via 10.250.0.11: timeout" in found[0].evidence[0]
+    # A missing VIP explains it: evidence goes there, no second finding.
+    missing = [Finding("rs-vip-missing", "rs1", "rs1: IPv4 VIP 10.250.0.200 is not on lo", [], {"vip": t.vip})]
+    _attribute(drpath.Result(t, "timeout", "timed out"), missing, facts)
+    assert ids(missing) == ["rs-vip-missing"] and len(missing[0].evidence) == 1
+    # Refused: nothing listens on the VIP.
+    refused: list[Finding] = []
+    _attribute(drpath.Result(t, "refused"), refused, facts)
+    assert ids(refused) == ["rs-service-not-on-vip"]
+    # A reply from another MAC than the host's.
+    base.macs = {"eth0": "02:d5:a0:00:00:11"}
+    wrong: list[Finding] = []
+    _attribute(drpath.Result(t, "ok", reply_mac="02:00:00:00:00:99", captured=True), wrong, facts)
+    assert ids(wrong) == ["rs-dr-reply-wrong-mac"]
+    right: list[Finding] = []
+    _attribute(drpath.Result(t, "ok", reply_mac="02:d5:a0:00:00:11", captured=True), right, facts)
+    assert right == []
+
+
+def test_an_unreachable_host_is_a_probe_failed_finding_and_exit_3(tmp_path: Path) -> None:
+    from dsrprov.connect.probe import ConnOptions
+    from dsrprov.doctor.run import diagnose
+    from dsrprov.errors import EXIT_UNREACHABLE, EXIT_USAGE
+    from dsrprov.model.inventory import Inventory
+
+    inv = tmp_path / "hosts.yml"
+    # TEST-NET-1 address with a closed port on loopback semantics: nothing answers, fast.
+    inv.write_text(
+        "all:\n  children:\n    dsr_realservers_linux:\n      hosts:\n"
+        "        rs9: {ansible_host: 127.0.0.1, ansible_port: 9, dsr_vips: [192.0.2.200]}\n"
+    )
+    report = diagnose(Inventory(inv), [], ConnOptions(timeout=2))
+    assert {f.id for f in report.findings} == {"probe-failed", "doctor-no-vantage"}
+    assert report.exit_code == EXIT_UNREACHABLE
+    unknown = diagnose(Inventory(inv), ["nope"], ConnOptions(timeout=2))
+    assert unknown.exit_code == EXIT_USAGE and unknown.unknown == ["nope"]
+
+
+def test_every_proof_names_a_test_that_exists() -> None:
+    import re
+
+    here = Path(__file__).parent
+    for kind in CATALOGUE.values():
+        assert kind.proof, kind.id
+        for ref in re.findall(r"(test_\w+\.py)::(test_\w+)", kind.proof):
+            assert f"def {ref[1]}(" in (here / ref[0]).read_text(), (kind.id, ref)
+        for param in re.findall(r"\[([\w-]+)\]", kind.proof):
+            assert f'"{param}"' in (here / "test_doctor_lab.py").read_text(), (kind.id, param)
