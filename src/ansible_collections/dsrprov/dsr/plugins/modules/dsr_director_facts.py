@@ -85,11 +85,7 @@ config_present:
   description: Whether the configuration file exists.
   returned: always
   type: bool
-config_sysctls_ok:
-  description: Whether I(sysctl_file) sets exactly I(sysctls) and the live values are those (then nothing is to do).
-  returned: always
-  type: bool
-managed:
+config_managed:
   description: Whether the configuration file was written by dsrprov.
   returned: always
   type: bool
