@@ -445,6 +445,24 @@ def test_pool_plan_quiesces_leaving_real_servers_and_requires_joining_ones() -> 
     assert early["leaving"] == plan["leaving"]
 
 
+def test_pool_plan_a_service_left_empty_is_not_quiesced() -> None:
+    """keepalived's config test refuses a virtual server whose weights add up
+    to 0 (seen on the lab: unenroll of every real server of allow_empty
+    services): the last real servers of a service go at the quiesce step."""
+    m = derive()
+    m[2] = {**m[2], "real_servers": []}  # dns: no real server holds its VIP any more (allow_empty)
+    current = live(
+        ("tcp", "10.0.0.200", 80, "10.0.0.11"),
+        ("tcp", "10.0.0.200", 80, "10.0.0.12"),
+        ("tcp", "fd00::200", 443, "fd00::11"),
+        ("udp", "10.0.0.201", 53, "10.0.0.21"),
+    )
+    plan = model.pool_plan(m, current)
+    assert [(r["vip"], r["address"]) for r in plan["leaving"]] == [("10.0.0.201", "10.0.0.21")]
+    assert plan["quiesce"][2]["real_servers"] == plan["final"][2]["real_servers"] == []
+    assert all(r["weight"] for s in plan["quiesce"] for r in s["real_servers"])
+
+
 def test_pool_plan_no_change_and_unknown_current() -> None:
     m = derive()
     same = live(

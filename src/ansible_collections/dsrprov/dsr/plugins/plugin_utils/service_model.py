@@ -553,7 +553,14 @@ def pool_plan(
             if address not in wanted
         ]
         plan["leaving"] += [{**where, **rs} for rs in gone]
-        plan["quiesce"].append({**svc, "real_servers": keep + [{**rs, "leaving": True} for rs in gone]})
+        # A service left with no real server (allow_empty, or one whose only
+        # servers are still to join) cannot be quiesced: keepalived refuses a
+        # virtual server whose weights add up to 0 (its config test exits 5 on
+        # the quorum warning), and no other server could take the new
+        # connections anyway. Its leaving servers go at the quiesce step, so
+        # still before the real servers change; the drain finds them gone.
+        quiesced = [{**rs, "leaving": True} for rs in gone] if keep else []
+        plan["quiesce"].append({**svc, "real_servers": keep + quiesced})
         plan["final"].append({**svc, "real_servers": keep})
         plan["expect"].append(
             {
