@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export CONTAINERS_CONF ?= $(CURDIR)/lab/containers.conf
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: setup image demo test lint unit molecule bench lab-down clean
+.PHONY: setup image demo test lint unit molecule bench bench-reliability lab-down clean
 
 setup:
 	@sh lab/setup.sh
@@ -41,6 +41,10 @@ test: lint unit molecule
 bench: setup
 	@$(BIN)/python lab/bench.py
 	@$(BIN)/python lab/bench_cli.py
+
+# What a client sees of planned changes and failures (about 40 min on 2 cores).
+bench-reliability: setup
+	@$(BIN)/python lab/bench_reliability.py
 
 lab-down: setup
 	@$(BIN)/dsrprov lab down

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from dsrprov import lab as labmod
-from dsrprov.paths import checkout_root
+from dsrprov.model.inventory import Inventory
+from dsrprov.paths import checkout_root, lab_inventory
 from dsrprov.run import playbook as pb
 
 ROOT = checkout_root()
@@ -38,7 +39,13 @@ def run_playbook(*args: str, inventory: Path | None = None) -> pb.PlaybookRun:
     playbook = pb.SITE
     if args and args[0].endswith((".yml", ".yaml")):
         playbook, args = str(ROOT / args[0]), args[1:]
-    return pb.run(inventory or ROOT / "inventories" / "lab", *args, playbook=playbook, env=ansible_env(), cwd=ROOT)
+    return pb.run(inventory or lab_inventory().parent, *args, playbook=playbook, env=ansible_env(), cwd=ROOT)
+
+
+def lab_vips() -> tuple[str, str]:
+    """The lab's IPv4 and IPv6 service VIPs (DSRPROV_LAB_INVENTORY names another lab)."""
+    vips = [str(s["vip"]) for s in Inventory(lab_inventory()).services()]
+    return next(v for v in vips if ":" not in v), next(v for v in vips if ":" in v)
 
 
 @pytest.fixture(scope="session")

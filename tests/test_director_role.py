@@ -311,7 +311,8 @@ FACTS = {
     "config_present": False,
     "config_managed": False,
     "auth_files": [],
-    "managed": {"virtual_servers": [], "addresses": []},
+    "managed": {"virtual_servers": [], "addresses": [], "real_servers": []},
+    "sysctls_ok": False,
 }
 
 VRRP = [
@@ -483,8 +484,22 @@ def test_manifest_is_read_back_from_the_rendered_file(tmp_path: Path, rendered: 
             {"address": "fd00::200/128", "dev": "eth0"},
             {"address": "10.0.0.201/32", "dev": "eth0"},
         ],
+        "real_servers": [
+            {"protocol": "tcp", "vip": "10.0.0.200", "port": 80, "address": "10.0.0.11", "name": "rs1"},
+            {"protocol": "tcp", "vip": "10.0.0.200", "port": 80, "address": "10.0.0.12", "name": "rs2"},
+            {"protocol": "tcp", "vip": "fd00::200", "port": 443, "address": "fd00::11", "name": "rs1"},
+            {"protocol": "tcp", "vip": "fd00::200", "port": 443, "address": "fd00::12", "name": "rs2"},
+            {"protocol": "udp", "vip": "10.0.0.201", "port": 53, "address": "10.0.0.21", "name": "win1"},
+        ],
     }
-    assert facts.read_manifest(str(tmp_path / "none")) == (False, False, {"virtual_servers": [], "addresses": []})
+    assert facts.read_manifest(str(tmp_path / "none")) == (
+        False,
+        False,
+        {"virtual_servers": [], "addresses": [], "real_servers": []},
+    )
+    # A file of an older dsrprov lists no real servers: they are unknown, not none.
+    conf.write_text(rendered["static"].replace("# dsrprov-manages real_servers\n", ""))
+    assert facts.read_manifest(str(conf))[2]["real_servers"] is None
 
 
 def test_ipvs_table_parser(tmp_path: Path) -> None:
@@ -543,3 +558,88 @@ def test_an_empty_service_is_left_out_of_ipvs_and_the_config_still_passes(tmp_pa
     conf.write_text(text.replace("dev eth0", f"dev {_local_interface()}"))
     proc = _keepalived_test(conf)
     assert proc.returncode == 0, proc.stderr
+
+
+# --------------------------------------------------------------------------
+# IPVS read-back, drain and sysctls (module logic; the lab runs them for real)
+# --------------------------------------------------------------------------
+
+# As read from /proc/net/ip_vs in the lab's director VM while rs1 drained.
+PROC_IP_VS = (
+    "IP Virtual Server version 1.2.1 (size=4096)\n"
+    "Prot LocalAddress:Port Scheduler Flags\n"
+    "  -> RemoteAddress:Port Forward Weight ActiveConn InActConn\n"
+    "TCP  0AFD00C8:0050 rr \n"
+    "  -> 0AFD000B:0050      Route   0      2          282       \n"
+    "  -> 0AFD000C:0050      Route   1      0          1031      \n"
+    "TCP  [fd42:0d5a:0000:0005:0000:0000:0000:0200]:0050 rr \n"
+    "  -> [fd42:0d5a:0000:0005:0000:0000:0000:0012]:0050      Route   1      0          0         \n"
+    "FWM  00000001 wlc \n"
+    "  -> 0AFD000D:0000      Route   1      0          0         \n"
+)
+
+
+def test_ipvs_proc_parser_reads_destinations() -> None:
+    from ansible_collections.dsrprov.dsr.plugins.module_utils import ipvs
+
+    table = ipvs.parse(PROC_IP_VS)
+    assert [(s["protocol"], s["vip"], s["port"]) for s in table] == [
+        ("tcp", "10.253.0.200", 80),
+        ("tcp", "fd42:d5a:0:5::200", 80),
+    ]
+    assert table[0]["dests"][0] == {
+        "address": "10.253.0.11",
+        "port": 80,
+        "forward": "Route",
+        "weight": 0,
+        "active": 2,
+        "inactive": 282,
+    }
+    assert list(ipvs.index(table)[("tcp", "fd42:d5a:0:5::200", 80)]) == ["fd42:d5a:0:5::12"]
+
+
+def test_drain_waits_for_weight_zero_then_for_active_connections() -> None:
+    from ansible_collections.dsrprov.dsr.plugins.module_utils import ipvs
+
+    mod = _load(MODULES / "dsr_director_ipvs.py")
+    leaving = [{"protocol": "tcp", "vip": "10.253.0.200", "port": 80, "address": "10.253.0.11"}]
+    table = ipvs.parse(PROC_IP_VS)
+    assert mod.drain_state(table, leaving) == (False, 2, [])
+    idle = ipvs.parse(PROC_IP_VS.replace("Route   0      2 ", "Route   0      0 "))
+    assert mod.drain_state(idle, leaving) == (True, 0, [])
+    loaded = ipvs.parse(PROC_IP_VS.replace("Route   0      2 ", "Route   1      0 "))
+    assert mod.drain_state(loaded, leaving) == (False, 0, ["10.253.0.11 still has weight 1"])
+    assert mod.drain_state(table, [{**leaving[0], "address": "10.253.0.99"}]) == (True, 0, [])
+
+
+def test_read_back_names_what_ipvs_lacks_or_still_holds() -> None:
+    from ansible_collections.dsrprov.dsr.plugins.module_utils import ipvs
+
+    mod = _load(MODULES / "dsr_director_ipvs.py")
+    table = ipvs.parse(PROC_IP_VS)
+    web = {"protocol": "tcp", "vip": "10.253.0.200", "port": 80}
+    ok = [{**web, "real_servers": [{"name": "rs2", "address": "10.253.0.12", "weight": 1, "required": True}]}]
+    # rs1 (weight 0, draining) is still there: not what the model says.
+    assert mod.expect_problems(table, ok) == [
+        "service tcp 10.253.0.200:80 still sends to 10.253.0.11, which it should not"
+    ]
+    gone = ipvs.parse(PROC_IP_VS.replace("  -> 0AFD000B:0050      Route   0      2          282       \n", ""))
+    assert mod.expect_problems(gone, ok) == []
+    joining = [{**ok[0], "real_servers": [*ok[0]["real_servers"], {"name": "rs3", "address": "10.253.0.13",
+                                                                     "weight": 1, "required": True}]}]  # fmt: skip
+    assert mod.expect_problems(gone, joining) == ["real server rs3 (10.253.0.13) is not in service tcp 10.253.0.200:80"]
+    # One already in the pool whose check fails may be missing; a wrong weight may not.
+    down = [{**ok[0], "real_servers": [{**ok[0]["real_servers"][0], "required": False}]}]
+    assert mod.expect_problems(ipvs.parse(""), down) == []
+    heavy = [{**ok[0], "real_servers": [{**ok[0]["real_servers"][0], "weight": 3}]}]
+    assert mod.expect_problems(gone, heavy) == [
+        "real server rs2 (10.253.0.12) has weight 1 in service tcp 10.253.0.200:80, not 3"
+    ]
+
+
+def test_sysctl_file_records_the_values_found_before() -> None:
+    mod = _load(MODULES / "dsr_director_sysctls.py")
+    text = mod.render({"net.ipv4.vs.expire_nodest_conn": "1"}, {"net.ipv4.vs.expire_nodest_conn": "0"})
+    assert text.splitlines()[1:] == ["# before: net.ipv4.vs.expire_nodest_conn=0", "net.ipv4.vs.expire_nodest_conn = 1"]
+    assert mod.recorded(text) == {"net.ipv4.vs.expire_nodest_conn": "0"}
+    assert mod.proc_path("net.ipv4.vs.expire_nodest_conn") == "/proc/sys/net/ipv4/vs/expire_nodest_conn"

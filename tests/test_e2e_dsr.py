@@ -11,12 +11,11 @@ import pytest
 
 from dsrprov import lab as labmod
 from dsrprov.lab.proof import Roles, arp_replies, failover, http_get, path_report
-from tests.conftest import run_playbook
+from tests.conftest import lab_vips, run_playbook
 
 pytestmark = pytest.mark.lab
 
-VIP = "10.250.0.200"
-VIP6 = "fd42:d5a:0:1::200"
+VIP, VIP6 = lab_vips()
 
 
 def recaps(output: str) -> dict[str, dict[str, int]]:

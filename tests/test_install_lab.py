@@ -23,11 +23,11 @@ import pytest
 import yaml
 
 from dsrprov import lab as labmod
-from tests.conftest import ROOT
+from tests.conftest import ROOT, lab_vips
 
 pytestmark = pytest.mark.lab
 
-VIP = "10.250.0.200"
+VIP = lab_vips()[0]
 HOST = "rs2"
 
 

@@ -353,6 +353,23 @@ def test_reconciler_create_idempotent_drain_remove(sim: KempApiSimulator) -> Non
     assert vs is not None and [x.addr for x in vs.rs] == ["10.0.0.12"]
 
 
+def test_reconciler_drain_only_removes_leavers_and_adds_nothing(sim: KempApiSimulator) -> None:
+    """site.yml's first play: the one that leaves is drained and deleted, the one that joins is not added yet."""
+    rec(sim).run([service("10.0.0.11", "10.0.0.12")])
+    slept: list[float] = []
+    r = kemp.Reconciler(client(sim), drain_seconds=5, sleep=slept.append, add=False)
+    assert r.run([service("10.0.0.12", "10.0.0.13", weight=7)]) is True
+    assert [a.split(" ")[0] for a in r.actions] == ["drain", "wait", "delete"]
+    assert "10.0.0.11" in r.actions[0] and "10.0.0.11" in r.actions[2]
+    assert slept == [5]
+    vs = sim.find(VIP, 80)
+    assert vs is not None and [(x.addr, x.settings.get("weight")) for x in vs.rs] == [("10.0.0.12", "1")]
+    # Nothing leaves: nothing happens; a service that does not exist yet is not created.
+    r = kemp.Reconciler(client(sim), drain_seconds=5, sleep=slept.append, add=False)
+    assert r.run([service("10.0.0.12", "10.0.0.13"), service("10.0.0.21", vip="10.0.0.201", name="web2")]) is False
+    assert r.actions == [] and sim.find("10.0.0.201", 80) is None
+
+
 def test_reconciler_check_mode_writes_and_waits_nothing(sim: KempApiSimulator) -> None:
     rec(sim).run([service("10.0.0.11")])
     writes = sim.commands()

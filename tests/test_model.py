@@ -259,6 +259,8 @@ def test_vrrp_defaults_split_families_and_hide_secret() -> None:
         "priority": 150,
         "virtual_router_id": 51,
         "advert_int": 1,
+        "nopreempt": False,
+        "preempt_delay": 0,
         "unicast_src_ip": "10.0.0.2",
         "unicast_peers": ["10.0.0.3"],
         "auth": True,
@@ -290,7 +292,10 @@ def test_vrrp_defaults_split_families_and_hide_secret() -> None:
         ([vrrp(), vrrp(name="VI_2", virtual_router_id=52)], "VIP 10.0.0.200 is in two VRRP instances: VI_1 and VI_2"),
         ([vrrp(), vrrp(virtual_router_id=52)], "two VRRP instances are named VI_1"),
         ([vrrp(interface="eth0; rm")], "VRRP instance VI_1: interface 'eth0; rm' is not an interface name"),
-        ([vrrp(nopreempt=True)], "VRRP instance VI_1: unknown key 'nopreempt'"),
+        ([vrrp(preempt=True)], "VRRP instance VI_1: unknown key 'preempt'"),
+        ([vrrp(nopreempt=True)], "VRRP instance VI_1: nopreempt needs state BACKUP"),
+        ([vrrp(state="BACKUP", preempt_delay=1001)], "VRRP instance VI_1: preempt_delay 1001 is out of range"),
+        ([vrrp(state="BACKUP", nopreempt="yes")], "VRRP instance VI_1: nopreempt must be true or false"),
         ([{"name": "VI_1", "interface": "eth0"}], "VRRP instance VI_1: no virtual_router_id given"),
     ],
 )
@@ -392,3 +397,89 @@ def test_the_roles_filters_and_the_cli_share_one_copy_of_the_rules() -> None:
 
     assert filters.director_model is model.director_model
     assert sorted(filters.FilterModule().filters())[0] == "dsr_director_host_problem"
+
+
+def test_vrrp_nopreempt_and_preempt_delay_on_a_backup() -> None:
+    (inst,) = model.check_vrrp([vrrp(state="BACKUP", nopreempt=True, preempt_delay=30)], derive())
+    assert (inst["state"], inst["nopreempt"], inst["preempt_delay"]) == ("BACKUP", True, 30)
+
+
+# --------------------------------------------------------------------------
+# a change of pool
+# --------------------------------------------------------------------------
+
+
+def live(*servers: tuple[str, str, int, str]) -> list[dict[str, Any]]:
+    return [{"protocol": p, "vip": v, "port": port, "address": a, "name": a} for p, v, port, a in servers]
+
+
+def test_pool_plan_quiesces_leaving_real_servers_and_requires_joining_ones() -> None:
+    m = derive()  # web: rs1, rs2; web6: rs1; dns: win1
+    current = live(
+        ("tcp", "10.0.0.200", 80, "10.0.0.11"),
+        ("tcp", "10.0.0.200", 80, "10.0.0.99"),  # leaves
+        ("tcp", "fd00::200", 443, "fd00:0::11"),  # the same address, written another way
+        ("udp", "10.0.0.201", 53, "10.0.0.21"),
+    )
+    plan = model.pool_plan(m, current)
+    assert plan["leaving"] == [
+        {"protocol": "tcp", "vip": "10.0.0.200", "port": 80, "name": "10.0.0.99", "address": "10.0.0.99", "weight": 0}
+    ]
+    assert [(j["name"], j["address"]) for j in plan["joining"]] == [("rs2", "10.0.0.12")]
+    web_q, web_f = plan["quiesce"][0], plan["final"][0]
+    assert [(r["address"], r["weight"], r.get("leaving", False)) for r in web_q["real_servers"]] == [
+        ("10.0.0.11", 1, False),
+        ("10.0.0.12", 3, False),
+        ("10.0.0.99", 0, True),
+    ]
+    assert [r["address"] for r in web_f["real_servers"]] == ["10.0.0.11", "10.0.0.12"]
+    assert plan["expect"][0]["real_servers"] == [
+        {"name": "rs1", "address": "10.0.0.11", "weight": 1, "required": False},
+        {"name": "rs2", "address": "10.0.0.12", "weight": 3, "required": True},
+    ]
+    assert [len(s["real_servers"]) for s in plan["final"]] == [2, 1, 1]
+    # Before the real servers are configured, a joining one is left out.
+    early = model.pool_plan(m, current, add_joining=False)
+    assert [r["address"] for r in early["final"][0]["real_servers"]] == ["10.0.0.11"]
+    assert [r["address"] for r in early["quiesce"][0]["real_servers"]] == ["10.0.0.11", "10.0.0.99"]
+    assert early["leaving"] == plan["leaving"]
+
+
+def test_pool_plan_a_service_left_empty_is_not_quiesced() -> None:
+    """keepalived's config test refuses a virtual server whose weights add up
+    to 0 (seen on the lab: unenroll of every real server of allow_empty
+    services): the last real servers of a service go at the quiesce step."""
+    m = derive()
+    m[2] = {**m[2], "real_servers": []}  # dns: no real server holds its VIP any more (allow_empty)
+    current = live(
+        ("tcp", "10.0.0.200", 80, "10.0.0.11"),
+        ("tcp", "10.0.0.200", 80, "10.0.0.12"),
+        ("tcp", "fd00::200", 443, "fd00::11"),
+        ("udp", "10.0.0.201", 53, "10.0.0.21"),
+    )
+    plan = model.pool_plan(m, current)
+    assert [(r["vip"], r["address"]) for r in plan["leaving"]] == [("10.0.0.201", "10.0.0.21")]
+    assert plan["quiesce"][2]["real_servers"] == plan["final"][2]["real_servers"] == []
+    assert all(r["weight"] for s in plan["quiesce"] for r in s["real_servers"])
+
+
+def test_pool_plan_no_change_and_unknown_current() -> None:
+    m = derive()
+    same = live(
+        ("tcp", "10.0.0.200", 80, "10.0.0.11"),
+        ("tcp", "10.0.0.200", 80, "10.0.0.12"),
+        ("tcp", "fd00::200", 443, "fd00::11"),
+        ("udp", "10.0.0.201", 53, "10.0.0.21"),
+    )
+    plan = model.pool_plan(m, same)
+    assert plan["leaving"] == plan["joining"] == []
+    assert plan["quiesce"] == plan["final"] == m
+    # A configuration of an older dsrprov lists no real servers: nothing is
+    # known to leave, and nothing is required to come in.
+    unknown = model.pool_plan(m, None, add_joining=False)
+    assert unknown["leaving"] == unknown["joining"] == []
+    assert unknown["final"] == m
+    assert not any(r["required"] for s in unknown["expect"] for r in s["real_servers"])
+    # A new director: every real server joins.
+    fresh = model.pool_plan(m, [])
+    assert len(fresh["joining"]) == 4 and fresh["leaving"] == []

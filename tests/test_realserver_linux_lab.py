@@ -49,6 +49,8 @@ def configured(lab: labmod.Lab) -> labmod.Lab:
     return lab
 
 
+_RS = labmod.load_lab().host(HOST)  # the lab's own addresses (DSRPROV_LAB_INVENTORY names another lab)
+
 BAD_INPUT = [
     pytest.param(["10.250.0.300"], "dsrprov: invalid VIP '10.250.0.300': not an IPv4 or IPv6 address", id="invalid"),
     pytest.param(
@@ -67,14 +69,14 @@ BAD_INPUT = [
         id="duplicate",
     ),
     pytest.param(
-        ["10.250.0.11"],
-        "dsrprov: VIP 10.250.0.11 is one of the host's own addresses: a VIP must be an address the host does "
+        [_RS.ip],
+        f"dsrprov: VIP {_RS.ip} is one of the host's own addresses: a VIP must be an address the host does "
         "not already use",
         id="host-address",
     ),
     pytest.param(
-        ["fd42:d5a:0:1::11"],
-        "dsrprov: VIP fd42:d5a:0:1::11 is one of the host's own addresses",
+        [_RS.ip6],
+        f"dsrprov: VIP {_RS.ip6} is one of the host's own addresses",
         id="host-address-v6",
     ),
     pytest.param([], "dsrprov: no VIP given: state 'present' needs at least one VIP", id="empty"),

@@ -42,7 +42,7 @@ def _lab(args: argparse.Namespace) -> int:
     if args.action == "up":
         start = time.monotonic()
         lab.up(the_lab)
-        names = [h.name for h in the_lab.hosts]
+        names = [h.name for h in the_lab.hosts if not h.is_spare]  # a spare starts on demand only
         shown = ", ".join(names) if len(names) <= 6 else f"{len(names)} hosts ({names[0]} ... {names[-1]})"
         print(f"lab up in {time.monotonic() - start:.0f} s: {shown} on network {the_lab.network}")
         if inventory is not None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import secrets
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -29,6 +31,9 @@ from dsrprov.paths import checkout_root as project_root
 from dsrprov.paths import lab_inventory, lab_state_dir
 
 IMAGE = "localhost/dsrprov-lab:debian12"
+# Directors that `lab up` leaves off: a second VM costs a boot and a share of
+# two cores, so only the tests and benchmarks of a director pair start it.
+SPARE_GROUP = "lab_spare_directors"
 # The default image's kind. Other kinds (a Debian release with a network
 # manager) are built by lab/image/build-kind.sh from lab/image/kinds/KIND.conf
 # and named localhost/dsrprov-lab:KIND; a host names its kind with lab_image.
@@ -48,7 +53,20 @@ WantedBy=multi-user.target
 """
 
 
-__all__ = ["Lab", "LabError", "LabHost", "down", "load_lab", "status", "up"]
+__all__ = [
+    "Lab",
+    "LabError",
+    "LabHost",
+    "down",
+    "inventory_copy",
+    "kill_vm",
+    "load_lab",
+    "pair_inventory",
+    "start_spare",
+    "status",
+    "stop_vm",
+    "up",
+]
 
 
 @dataclass
@@ -76,6 +94,12 @@ class LabHost:
     @property
     def is_realserver(self) -> bool:
         return "dsr_realservers_linux" in self.groups
+
+    @property
+    def is_spare(self) -> bool:
+        """A spare director: a VM that ``lab up`` leaves off, started on demand
+        (``start_spare``) to make a VRRP pair (``pair_inventory``)."""
+        return SPARE_GROUP in self.groups
 
 
 @dataclass
@@ -377,8 +401,11 @@ def provision_host(host: LabHost, pubkey: str) -> str:
             "sh",
             "-c",
             f"mkdir -p /srv/www && echo {host.name} > /srv/www/index.html && "
-            # A download-heavy object for the byte-share measurement.
+            # A download-heavy object for the byte-share measurement, and one
+            # larger than a client's receive buffer for downloads that span a
+            # director failover (dsrprov.lab.pair).
             "{ [ -s /srv/www/1m.bin ] || head -c 1048576 /dev/urandom > /srv/www/1m.bin; } && "
+            "{ [ -s /srv/www/16m.bin ] || head -c 16777216 /dev/urandom > /srv/www/16m.bin; } && "
             "systemctl daemon-reload && systemctl enable lab-web.service >/dev/null 2>&1 && "
             "systemctl restart lab-web.service",
         )
@@ -447,11 +474,147 @@ def up(lab: Lab | None = None, say: Callable[[str], None] = print) -> Lab:
         lines = dict(zip([h.name for h in containers], keylines, strict=True))
     check_reachable(lab)
     for host in lab.hosts:
-        if host.is_vm:
+        if host.is_vm and not host.is_spare:
             lines[host.name] = start_vm(lab, host, key.with_suffix(".pub"))
-    known = lab.state_dir / "known_hosts"
-    known.write_text("\n".join(lines[h.name] for h in lab.hosts) + "\n")
+    write_known_hosts(lab, lines)
     return lab
+
+
+def write_known_hosts(lab: Lab, lines: dict[str, str] | None = None) -> None:
+    """The lab's known_hosts: the lines given, the VMs' own (recorded from
+    their serial consoles) and, for the rest, the lines already there."""
+    known = lab.state_dir / "known_hosts"
+    old = {line.split(",", 1)[0]: line for line in (known.read_text().splitlines() if known.exists() else [])}
+    out = []
+    for host in lab.hosts:
+        line = (lines or {}).get(host.name)
+        if line is None and host.is_vm:
+            line = _vm_known_line(host) if is_running(host) else None
+        elif line is None:
+            line = old.get(host.name)
+        if line is not None:
+            out.append(line)
+    known.write_text("\n".join(out) + "\n")
+
+
+def _vm_known_line(host: LabHost) -> str | None:
+    known = vm_state_dir(host) / "known_hosts"
+    if not known.exists():
+        return None
+    keyline = next((line for line in known.read_text().splitlines() if line.startswith(host.ip + " ")), None)
+    return f"{host.name},{keyline}" if keyline else None
+
+
+def start_spare(lab: Lab, host: LabHost) -> None:
+    """Boot a spare director VM (or a killed one again, afresh) and record its host key."""
+    if not host.is_vm:
+        raise LabError(f"{host.name} is not a VM")
+    key = ensure_keypair(lab.state_dir)
+    start_vm(lab, host, key.with_suffix(".pub"))
+    write_known_hosts(lab)
+
+
+def kill_vm(host: LabHost) -> float:
+    """Kill a director VM's QEMU at once (SIGKILL: a power cut, no goodbye
+    from keepalived); return when. Only this lab's QEMU: its pid file must
+    name a process running this VM's overlay."""
+    state = vm_state_dir(host)
+    try:
+        pid = int((state / "qemu.pid").read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        raise LabError(f"director VM {host.name} is not running") from None
+    if str(state.resolve() / "overlay.qcow2").encode() not in cmdline:
+        raise LabError(f"pid {pid} is not the QEMU of {host.name}; not killed")
+    os.kill(pid, signal.SIGKILL)
+    return time.time()
+
+
+def stop_vm(lab: Lab, host: LabHost) -> None:
+    """Stop a VM and forget its host key (it gets a new one at its next boot)."""
+    state = vm_state_dir(host)
+    if (state / "vm.env").exists():
+        vm_script("stop", "--state-dir", str(state), check=False)
+    (state / "known_hosts").unlink(missing_ok=True)
+    write_known_hosts(lab)
+
+
+def pair_inventory(lab: Lab, vrrp: dict[str, Any] | None = None, director_vars: dict[str, Any] | None = None) -> Path:
+    """Write (idempotently) an inventory of the lab in which every spare
+    director joins ``dsr_directors`` and the directors form a VRRP pair, and
+    return its path (in the lab's state dir; the lab's own inventory stays
+    as it is).
+
+    Both directors start as BACKUP with ``nopreempt``: whichever becomes
+    master stays master until it dies, and one that comes back makes no
+    second switch. Their priorities are high (250 for a spare, 249 for the
+    lab's own) because a backup's skew, (256 - priority)/256 s, adds to the
+    3 advert intervals it waits before taking over: 0.03 s here, 0.6 s at the
+    usual 100. A spare configured first is the master, so the director that
+    the tests kill is a spare and the lab's own director ends up holding the
+    VIPs. ``vrrp`` adds keys to every director's instance, ``director_vars``
+    adds variables to every director. Unicast adverts, a per-lab secret."""
+    doc = _lab_doc(lab)
+    root = doc["all"]
+    spares = (root["children"].pop(SPARE_GROUP, None) or {}).get("hosts") or {}
+    directors = root["children"]["dsr_directors"].setdefault("hosts", {})
+    directors.update(spares)
+    secret_file = lab.state_dir / "vrrp-pass"
+    if not secret_file.exists():
+        secret_file.write_text(secrets.token_hex(4) + "\n")
+        secret_file.chmod(0o600)
+    addresses = {name: str(hv["ansible_host"]) for name, hv in directors.items()}
+    for name, hv in directors.items():
+        instance = {
+            "name": "VI_lab",
+            "interface": "ens3",  # the VM's NIC under QEMU's pc machine
+            "state": "BACKUP",
+            "nopreempt": True,
+            "priority": 250 if name in spares else 249,
+            "virtual_router_id": 50,
+            "advert_int": 1,
+            "unicast_src_ip": addresses[name],
+            "unicast_peers": [a for n, a in addresses.items() if n != name],
+            "auth_pass": secret_file.read_text().strip(),
+            **(vrrp or {}),
+        }
+        hv["dsr_director_vrrp_instances"] = [instance]
+        hv.update(director_vars or {})
+    return _write_lab_copy(lab, "pair", doc, "pair_inventory: the lab with its directors as a VRRP pair")
+
+
+def inventory_copy(lab: Lab, name: str) -> Path:
+    """A copy of the lab's inventory under its state dir, for tools that edit
+    one (``dsrprov enroll``), written afresh from the lab's own."""
+    return _write_lab_copy(lab, name, _lab_doc(lab), "inventory_copy: a copy of the lab's inventory", fresh=True)
+
+
+def _lab_doc(lab: Lab) -> dict[str, Any]:
+    """The lab's inventory, with absolute paths to its key and known_hosts
+    (a copy elsewhere has another inventory_dir)."""
+    doc: dict[str, Any] = yaml.safe_load((lab.state_dir.parent / "hosts.yml").read_text())
+    state = lab.state_dir.resolve()
+    doc["all"]["vars"]["ansible_ssh_private_key_file"] = str(state / "id_ed25519")
+    # A killed VM must fail the run in seconds, not hang on a dead
+    # ControlPersist connection (the pair tests kill directors).
+    doc["all"]["vars"]["ansible_ssh_common_args"] = (
+        f"-o UserKnownHostsFile={state / 'known_hosts'} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes "
+        "-o ServerAliveInterval=5 -o ServerAliveCountMax=3 -o ConnectTimeout=10"
+    )
+    return doc
+
+
+def _write_lab_copy(lab: Lab, name: str, doc: dict[str, Any], what: str, fresh: bool = False) -> Path:
+    where = lab.state_dir / name
+    (where / "group_vars").mkdir(parents=True, exist_ok=True)
+    for f in sorted((lab.state_dir.parent / "group_vars").iterdir()):
+        _write_if_changed(where / "group_vars" / f.name, f.read_text())
+    text = f"# Generated by dsrprov.lab.{what}.\n" + yaml.safe_dump(doc, sort_keys=False)
+    if fresh:
+        (where / "hosts.yml").write_text(text)
+    else:
+        _write_if_changed(where / "hosts.yml", text)
+    return where / "hosts.yml"
 
 
 def down(lab: Lab | None = None) -> None:
@@ -470,5 +633,7 @@ def down(lab: Lab | None = None) -> None:
 
 
 def status(lab: Lab | None = None) -> dict[str, bool]:
+    """Whether each host that ``up`` starts runs (a spare director only when it runs)."""
     lab = lab or load_lab()
-    return {host.name: is_running(host) for host in lab.hosts}
+    states = {host.name: is_running(host) for host in lab.hosts}
+    return {h.name: states[h.name] for h in lab.hosts if not h.is_spare or states[h.name]}

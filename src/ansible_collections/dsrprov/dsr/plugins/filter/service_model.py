@@ -14,6 +14,7 @@ from ansible_collections.dsrprov.dsr.plugins.plugin_utils.service_model import (
     check_director,
     check_vrrp,
     director_model,
+    pool_plan,
     service_vips,
 )
 
@@ -61,10 +62,14 @@ def _director(model: Any, host: str, addresses: Any) -> None:
     check_director(list(model), host, list(addresses))
 
 
+def _pool_plan(model: Any, current: Any, add_joining: Any = True) -> dict[str, Any]:
+    return pool_plan(list(model), None if current is None else list(current), bool(add_joining))
+
+
 class FilterModule:
     """Ansible filters: ``dsr_director_model``, ``dsr_director_model_problem``,
     ``dsr_director_vrrp``, ``dsr_director_vrrp_problem``, ``dsr_director_host_problem``,
-    ``dsr_service_vips``."""
+    ``dsr_director_pool_plan``, ``dsr_service_vips``."""
 
     def filters(self) -> dict[str, Any]:
         return {
@@ -73,5 +78,6 @@ class FilterModule:
             "dsr_director_vrrp": _as_value(_vrrp),
             "dsr_director_vrrp_problem": _as_problem(_vrrp),
             "dsr_director_host_problem": _as_problem(_director),
+            "dsr_director_pool_plan": _pool_plan,
             "dsr_service_vips": service_vips,
         }

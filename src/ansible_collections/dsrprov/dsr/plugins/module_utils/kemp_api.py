@@ -527,6 +527,7 @@ class Reconciler:
         drain_seconds: float = 30,
         check_networks: bool = True,
         sleep: Any = None,
+        add: bool = True,
     ) -> None:
         if force_param not in FORCE_PARAMS:
             raise KempError(f"force parameter {force_param!r} must be one of {', '.join(FORCE_PARAMS)}")
@@ -536,6 +537,10 @@ class Reconciler:
         self.force_param = force_param
         self.drain_seconds = drain_seconds
         self.check_networks = check_networks
+        # False: only drain and delete the real servers that leave; create,
+        # add and change nothing (site.yml's first play, before the real
+        # servers change: a joining one is added once it holds its VIPs).
+        self.add = add
         import time
 
         self._sleep = sleep or time.sleep
@@ -647,7 +652,7 @@ class Reconciler:
                         "the clients directly, the LoadMaster sees only the requests at layer 4); turn it off "
                         "on the LoadMaster, or give the service another VIP"
                     )
-        if state == "present" and self.check_networks:
+        if state == "present" and self.check_networks and self.add:
             with_rs = [svc for svc in services if svc.get("real_servers")]
             if with_rs:
                 self._check_networks(with_rs)
@@ -660,7 +665,7 @@ class Reconciler:
                     leaving += [(svc, r) for r in real_servers(vs)]
                 expected[svc["name"]] = None
                 continue
-            expected[svc["name"]] = self._present(svc, vs, leaving)
+            expected[svc["name"]] = self._present(svc, vs, leaving) if self.add else self._leaving(svc, vs, leaving)
         if leaving:
             for svc, r in leaving:
                 if str(r.get("Enable", "Y")).upper() != "N":
@@ -733,6 +738,21 @@ class Reconciler:
         after["Rs"] = rs_after
         return after
 
+    def _leaving(
+        self, svc: dict[str, Any], vs: dict[str, Any] | None, leaving: list[tuple[dict[str, Any], dict[str, Any]]]
+    ) -> dict[str, Any] | None:
+        """Only the real servers of an existing Virtual Service that leave (with purge); the rest stays as it is."""
+        if vs is None:
+            return None
+        wanted = {(_ip(rs["address"]), str(svc["port"])) for rs in svc.get("real_servers") or []}
+        keep = []
+        for r in real_servers(vs):
+            if self.purge and (_ip(r.get("Addr")), str(r.get("Port"))) not in wanted:
+                leaving.append((svc, r))
+            else:
+                keep.append(r)
+        return {**vs, "Rs": keep}
+
     def _vs_first(
         self, svc: dict[str, Any], vs: dict[str, Any], want_vs: dict[str, str], created: bool
     ) -> dict[str, Any]:
@@ -802,7 +822,8 @@ class Reconciler:
             return
         if got is None:
             raise KempError(f"{where} does not exist after addvs")
-        problems = self._vs_problems(svc, got, None)
+        # Draining only, the Virtual Service's settings are not ours to set yet.
+        problems = self._vs_problems(svc, got, None) if self.add else []
         if problems:
             raise KempError(f"{where} " + "; ".join(problems))
         want = {(_ip(r["Addr"]), str(r["Port"])): r for r in real_servers(expected)}

@@ -25,6 +25,13 @@ options:
     description: An address (usually C(ansible_host)); its interface is returned as I(address_interface).
     type: str
     default: ""
+  sysctl_file:
+    description: The role's IPVS sysctl file, compared with I(sysctls).
+    type: path
+  sysctls:
+    description: The IPVS sysctls wanted (C(name) to value); I(sysctls_ok) says whether file and live values hold them.
+    type: dict
+    default: {}
 author: dsrprov developers
 """
 
@@ -86,8 +93,14 @@ auth_files:
   description: The VRRP secret files (C(dsrprov-vrrp-*.auth)) beside the configuration file.
   returned: always
   type: list
+sysctls_ok:
+  description: Whether I(sysctl_file) sets exactly I(sysctls) and the live values are those (then nothing is to do).
+  returned: always
+  type: bool
 managed:
-  description: "What the current file manages: C(virtual_servers) (C({protocol, vip, port})) and C(addresses) (C({address, dev}))."
+  description:
+    - "What the current file manages: C(virtual_servers) (C({protocol, vip, port})), C(addresses) (C({address, dev}))
+      and C(real_servers) (C({protocol, vip, port, address, name}); null for a file written before dsrprov listed them)."
   returned: always
   type: dict
 """
@@ -104,6 +117,10 @@ SBIN = ("/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/local/sbin")
 MARKER = "# dsrprov-manages"
 _VS = re.compile(r"^# dsrprov-manages virtual_server (tcp|udp) (\S+) (\d+)\s*$")
 _ADDR = re.compile(r"^# dsrprov-manages address (\S+) dev (\S+)\s*$")
+# Each real server of the file, after a marker line saying the file lists them
+# (a file written by an older dsrprov does not: then they are unknown).
+_RS_MARKER = "# dsrprov-manages real_servers"
+_RS = re.compile(r"^# dsrprov-manages real_server (tcp|udp) (\S+) (\d+) (\S+)(?: (\S+))?\s*$")
 
 
 def which(name):
@@ -113,13 +130,27 @@ def which(name):
 
 
 def read_manifest(path):
-    managed = {"virtual_servers": [], "addresses": []}
+    managed = {"virtual_servers": [], "addresses": [], "real_servers": []}
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             text = handle.read()
     except FileNotFoundError:
         return False, False, managed
+    if _RS_MARKER not in text.splitlines():
+        managed["real_servers"] = None
     for line in text.splitlines():
+        m = _RS.match(line)
+        if m and managed["real_servers"] is not None:
+            managed["real_servers"].append(
+                {
+                    "protocol": m.group(1),
+                    "vip": m.group(2),
+                    "port": int(m.group(3)),
+                    "address": m.group(4),
+                    "name": m.group(5) or m.group(4),
+                }
+            )
+            continue
         m = _VS.match(line)
         if m:
             managed["virtual_servers"].append({"protocol": m.group(1), "vip": m.group(2), "port": int(m.group(3))})
@@ -130,12 +161,41 @@ def read_manifest(path):
     return True, MARKER in text or "Managed by dsrprov" in text, managed
 
 
+def sysctls_ok(path, wanted):
+    """The file sets exactly the wanted values, and they are live."""
+    if not path:
+        return not wanted
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        return not wanted
+    in_file = {}
+    for line in lines:
+        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            in_file[key.strip()] = value.strip()
+    want = dict((str(k), str(v).strip()) for k, v in wanted.items())
+    if in_file != want:
+        return False
+    for key, value in want.items():
+        try:
+            with open("/proc/sys/" + key.replace(".", "/"), encoding="ascii") as handle:
+                if handle.read().strip() != value:
+                    return False
+        except OSError:
+            return False
+    return True
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
             "config_path": {"type": "path", "required": True},
             "modules_load_file": {"type": "path", "required": True},
             "address": {"type": "str", "default": ""},
+            "sysctl_file": {"type": "path"},
+            "sysctls": {"type": "dict", "default": {}},
         },
         supports_check_mode=True,
     )
@@ -191,6 +251,7 @@ def main():
         keepalived_enabled=enabled,
         ip_vs_loaded=os.path.isdir("/sys/module/ip_vs"),
         modules_load_content=modules_load,
+        sysctls_ok=sysctls_ok(module.params["sysctl_file"], module.params["sysctls"]),
         config_present=present,
         config_managed=managed_file,
         managed=managed,

@@ -102,6 +102,13 @@ options:
         this off when the real servers are on one of those.
     type: bool
     default: true
+  add:
+    description:
+      - "C(false) only drains and deletes the real servers that leave (with I(purge)) and changes nothing else: no
+        Virtual Service is created or changed, no real server added. site.yml runs it so before the real servers
+        change, so that a real server that loses its VIP has left the LoadMaster first."
+    type: bool
+    default: true
 author: dsrprov developers
 """
 
@@ -160,6 +167,7 @@ def main():
             "drain_seconds": {"type": "float", "default": 30},
             "force_parameter": {"type": "str", "choices": ["auto", "ForceL4", "ForceL7"], "default": "auto"},
             "check_networks": {"type": "bool", "default": True},
+            "add": {"type": "bool", "default": True},
         },
         supports_check_mode=True,
     )
@@ -230,6 +238,7 @@ def main():
             force_param=p["force_parameter"],
             drain_seconds=p["drain_seconds"],
             check_networks=p["check_networks"],
+            add=p["add"],
         )
         changed = rec.run(services, p["state"])
     except KempError as exc:

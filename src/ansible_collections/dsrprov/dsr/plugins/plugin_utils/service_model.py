@@ -46,6 +46,8 @@ VRRP_KEYS = {
     "unicast_peers",
     "auth_pass",
     "virtual_ipaddresses",
+    "nopreempt",
+    "preempt_delay",
 }
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _IFACE_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
@@ -376,6 +378,18 @@ def check_vrrp(instances: Any, model: list[dict[str, Any]]) -> list[dict[str, An
                 raise ModelError(f"VRRP instances {other} and {name} both use virtual_router_id {vrid}")
         vrids[(iface, vrid)] = name
         advert = _timer(item.get("advert_int", 1), f"{where}: advert_int", 1)
+        nopreempt = item.get("nopreempt", False)
+        if not isinstance(nopreempt, bool):
+            raise ModelError(f"{where}: nopreempt must be true or false, not {nopreempt!r}")
+        delay = item.get("preempt_delay") or 0
+        if delay:
+            delay = _timer(delay, f"{where}: preempt_delay", 0)
+            if delay > 1000:
+                raise ModelError(f"{where}: preempt_delay {delay} is out of range (0-1000 seconds)")
+        if (nopreempt or delay) and state != "BACKUP":
+            # keepalived.conf(5): "For this to work, the initial state must not be MASTER."
+            what = "nopreempt" if nopreempt else "preempt_delay"
+            raise ModelError(f"{where}: {what} needs state BACKUP (keepalived ignores it on a MASTER)")
         src = item.get("unicast_src_ip")
         if src not in (None, ""):
             addr = _address(src)
@@ -423,6 +437,8 @@ def check_vrrp(instances: Any, model: list[dict[str, Any]]) -> list[dict[str, An
                 "priority": priority,
                 "virtual_router_id": vrid,
                 "advert_int": advert,
+                "nopreempt": nopreempt,
+                "preempt_delay": delay,
                 "unicast_src_ip": src,
                 "unicast_peers": peers,
                 "auth": secret not in (None, ""),
@@ -482,3 +498,74 @@ def check_director(
                     f"service {svc['name']}: real server {rs['name']} ({ip}) is on no network of director {host}; "
                     "LVS-DR needs every real server on the director's LAN"
                 )
+
+
+# --------------------------------------------------------------------------
+# a change of pool: who leaves, who joins, and in which order
+# --------------------------------------------------------------------------
+
+
+def _svc_key(protocol: str, vip: str, port: int) -> tuple[str, str, int]:
+    return (str(protocol).lower(), str(_address(vip)), int(port))
+
+
+def pool_plan(
+    model: list[dict[str, Any]], current: list[Mapping[str, Any]] | None, add_joining: bool = True
+) -> dict[str, Any]:
+    """How a director goes from the real servers it balances now to the model's.
+
+    ``current`` lists the real servers of the live configuration
+    (``{protocol, vip, port, address, name}``), or is None when unknown (a
+    configuration written before dsrprov recorded them). Returns:
+
+    - ``leaving``: real servers of a service that stays, which the model drops.
+      They are quiesced first (``quiesce``: the model plus them at weight 0,
+      so that no new connection reaches them while established ones finish),
+      and removed only then (``final``);
+    - ``joining``: real servers the model adds. ``add_joining=False`` leaves
+      them out of both configurations (a drain before the real servers are
+      configured: a server is added only once it holds its VIPs);
+    - ``expect``: what IPVS must hold after ``final``, for the read-back; a
+      joining real server is ``required`` (it must pass its health check and
+      be in the pool when the run ends), one already there may be missing
+      (its check fails now).
+    """
+    old: dict[tuple[str, str, int], dict[str, Mapping[str, Any]]] = {}
+    for rs in current or []:
+        old.setdefault(_svc_key(rs["protocol"], rs["vip"], rs["port"]), {})[str(_address(rs["address"]))] = rs
+    plan: dict[str, list[dict[str, Any]]] = {k: [] for k in ("leaving", "joining", "quiesce", "final", "expect")}
+    for svc in model:
+        where = {"protocol": svc["protocol"], "vip": svc["vip"], "port": svc["port"]}
+        before = old.get(_svc_key(svc["protocol"], svc["vip"], svc["port"]), {})
+        keep: list[dict[str, Any]] = []
+        joined: set[str] = set()
+        for rs in svc["real_servers"]:
+            if current is not None and rs["address"] not in before:
+                plan["joining"].append({**where, **rs})
+                if not add_joining:
+                    continue
+                joined.add(rs["address"])
+            keep.append(dict(rs))
+        wanted = {rs["address"] for rs in svc["real_servers"]}
+        gone = [
+            {"name": str(rs.get("name") or address), "address": address, "weight": 0}
+            for address, rs in before.items()
+            if address not in wanted
+        ]
+        plan["leaving"] += [{**where, **rs} for rs in gone]
+        # A service left with no real server (allow_empty, or one whose only
+        # servers are still to join) cannot be quiesced: keepalived refuses a
+        # virtual server whose weights add up to 0 (its config test exits 5 on
+        # the quorum warning), and no other server could take the new
+        # connections anyway. Its leaving servers go at the quiesce step, so
+        # still before the real servers change; the drain finds them gone.
+        quiesced = [{**rs, "leaving": True} for rs in gone] if keep else []
+        plan["quiesce"].append({**svc, "real_servers": keep + quiesced})
+        plan["final"].append({**svc, "real_servers": keep})
+        plan["expect"].append(
+            {
+                **where,
+                "real_servers": [{**rs, "required": rs["address"] in joined} for rs in keep],
+            }
+        )
+    return plan
