@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export CONTAINERS_CONF ?= $(CURDIR)/lab/containers.conf
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: setup image demo test lint unit molecule bench lab-down clean
+.PHONY: setup image demo test lint unit molecule bench bench-fleet lab-down clean
 
 setup:
 	@sh lab/setup.sh
@@ -41,6 +41,11 @@ test: lint unit molecule
 bench: setup
 	@$(BIN)/python lab/bench.py
 	@$(BIN)/python lab/bench_cli.py
+
+# dsrprov against a parallel SSH loop on fleet labs of 8 and 32 real servers
+# (DSRPROV_BENCH_SIZES, DSRPROV_BENCH_RUNS, DSRPROV_BENCH_COMPARE=another checkout).
+bench-fleet: image
+	@$(BIN)/python lab/bench_fleet.py
 
 lab-down: setup
 	@$(BIN)/dsrprov lab down

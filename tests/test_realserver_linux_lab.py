@@ -193,3 +193,22 @@ def test_absent_removes_the_inventorys_vips_even_when_the_record_is_lost(configu
     lo = labmod.lab_exec(host, "ip", "-o", "addr", "show", "dev", "lo")
     assert "10.250.0.200" not in lo and "fd42:d5a:0:1::200" not in lo, lo
     assert apply()["failed"] == 0
+
+
+def test_a_change_that_fails_is_rolled_back_and_the_host_is_as_before(lab: labmod.Lab) -> None:
+    assert apply("-e", "dsr_state=absent")["failed"] == 0
+    host = lab.host(HOST)
+    # A directory where the record of the VIPs goes: writing it fails once the
+    # ARP keys are set and the VIPs are on lo, and the module undoes them.
+    labmod.lab_exec(host, "mkdir", "-p", "/etc/dsrprov/loopback-vips")
+    try:
+        before = snapshot(lab)
+        proc = run_playbook("site.yml", "--limit", HOST)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and recap(out)["failed"] == 1
+        assert "dsrprov: write /etc/dsrprov/loopback-vips: " in out, out[-3000:]
+        assert "rolled back the 3 change(s) made before it" in out, out[-3000:]
+        assert snapshot(lab) == before
+    finally:
+        labmod.lab_exec(host, "sh", "-c", "rmdir /etc/dsrprov/loopback-vips; rmdir /etc/dsrprov; true")
+    assert apply()["failed"] == 0

@@ -40,10 +40,15 @@ def write_text(path: str, text: str, mode: int) -> None:
     """Replace PATH atomically (a temporary file beside it, then rename)."""
     directory = os.path.dirname(path)
     tmp = os.path.join(directory, ".%s.dsrprov-tmp" % os.path.basename(path))
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)  # no half-written file left behind
+        raise
 
 
 def file_mode(path: str, default: int) -> int:
