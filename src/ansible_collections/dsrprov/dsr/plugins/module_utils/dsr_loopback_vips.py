@@ -81,10 +81,15 @@ def plan(
     if to_add or to_remove:
 
         def apply() -> None:
+            # Read lo again: a step before this one may have changed it (after
+            # its drop-in, systemd-networkd puts the VIPs on lo itself).
+            now, _ = live_vips(module, ip_command, label)
             for vip in to_remove:
-                run(module, del_cmd(ip_command, vip))
+                if vip in now:
+                    run(module, del_cmd(ip_command, vip))
             for vip in to_add:
-                run(module, add_cmd(ip_command, vip, label))
+                if vip not in now:
+                    run(module, add_cmd(ip_command, vip, label))
 
         def undo() -> None:
             # Back to what lo held before this call: a VIP this call (or the
