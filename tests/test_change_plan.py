@@ -17,6 +17,7 @@ def test_steps_run_in_order_and_a_failure_undoes_the_done_ones_newest_first(tmp_
     kept.write_text("old\n")
     change.file(str(kept), "new\n", 0o644)
     change.file(str(tmp_path / "made.conf"), "made\n", 0o644)
+    change.file(str(tmp_path / "made.d" / "x.conf"), "x\n", 0o644)
     change.step("one", lambda: log.append("one"), lambda: log.append("undo one"))
 
     def boom() -> None:
@@ -28,11 +29,12 @@ def test_steps_run_in_order_and_a_failure_undoes_the_done_ones_newest_first(tmp_
     assert change.changed
     failure = change.apply()
     assert failure is not None
-    assert failure.startswith("two: two broke; rolled back the 3 change(s) made before it"), failure
+    assert failure.startswith("two: two broke; rolled back the 4 change(s) made before it"), failure
     # The failed step may have half happened: undone too, then the rest in reverse.
     assert log == ["one", "two", "undo two", "undo one"]
     assert kept.read_text() == "old\n"
     assert not (tmp_path / "made.conf").exists()
+    # A directory a step made goes with the undo.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.conf"]
 
 

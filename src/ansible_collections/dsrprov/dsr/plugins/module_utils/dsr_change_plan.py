@@ -62,7 +62,8 @@ def put_file(path: str, content: Optional[str], mode: int, remove_dir: bool = Fa
     """Make PATH hold CONTENT (None: no file). REMOVE_DIR: also remove its
     directory once empty (one dsrprov made)."""
     if content is None:
-        if os.path.lexists(path):
+        # Only a file: what dsrprov writes is never a directory.
+        if os.path.lexists(path) and not os.path.isdir(path):
             os.unlink(path)
         if remove_dir:
             # Not empty: something else lives there too.
@@ -101,10 +102,12 @@ class ChangePlan:
             return False
         self.diff(header or path, old or "", content or "")
         old_mode = file_mode(path, mode)
+        # The undo also removes a directory the step made.
+        made_dir = not os.path.isdir(os.path.dirname(path))
         self.step(
             ("remove %s" if content is None else "write %s") % path,
             lambda: put_file(path, content, mode, remove_dir),
-            lambda: put_file(path, old, old_mode),
+            lambda: put_file(path, old, old_mode, remove_dir=made_dir and old is None),
         )
         return True
 

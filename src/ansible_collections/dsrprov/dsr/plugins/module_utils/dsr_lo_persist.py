@@ -109,9 +109,11 @@ class Persist:
         if old == content:
             return False
         old_mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else mode
+        # The undo also removes a directory the step made.
+        made_dir = not os.path.isdir(os.path.dirname(path))
 
         def undo() -> None:
-            put_file(path, old, old_mode)
+            put_file(path, old, old_mode, remove_dir=made_dir and old is None)
             if reload is not None:
                 reload()
 
@@ -349,7 +351,7 @@ def plan(
             lambda: put_file(
                 record_path, json.dumps(new_record, indent=1, sort_keys=True) + "\n" if keep_record else None, 0o600
             ),
-            lambda: put_file(record_path, old_record_text, 0o600),
+            lambda: put_file(record_path, old_record_text, 0o600, remove_dir=old_record_text is None),
             # Bookkeeping: a rewrite of the record alone is no change to the host.
             quiet=not p_.steps,
         )

@@ -110,6 +110,6 @@ def plan(
         change.step(
             "write %s" % record if new_record else "remove %s" % record,
             lambda: put_file(record, new_record, 0o644, remove_dir=new_record is None),
-            lambda: put_file(record, old_record, 0o644),
+            lambda: put_file(record, old_record, 0o644, remove_dir=old_record is None),
         )
     return {"added": to_add, "removed": to_remove}
