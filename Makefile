@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export CONTAINERS_CONF ?= $(CURDIR)/lab/containers.conf
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: setup image demo test lint unit molecule bench bench-reliability lab-down clean
+.PHONY: setup image demo test lint unit molecule bench bench-fleet bench-reliability lab-down clean
 
 setup:
 	@sh lab/setup.sh
@@ -45,6 +45,11 @@ bench: setup
 # What a client sees of planned changes and failures (about 40 min on 2 cores).
 bench-reliability: setup
 	@$(BIN)/python lab/bench_reliability.py
+
+# dsrprov against a parallel SSH loop on fleet labs of 8 and 32 real servers
+# (DSRPROV_BENCH_SIZES, DSRPROV_BENCH_RUNS, DSRPROV_BENCH_COMPARE=another checkout).
+bench-fleet: image
+	@$(BIN)/python lab/bench_fleet.py
 
 lab-down: setup
 	@$(BIN)/dsrprov lab down

@@ -13,6 +13,11 @@ Each is run DSRPROV_BENCH_RUNS times (default 3), median reported, with its
 ratio to the floor. Figures depend on the machine: printed, never asserted.
 Traffic stays on the fleet lab's own network.
 
+DSRPROV_BENCH_COMPARE=/path/to/another/checkout (e.g. a worktree of an older
+commit) also measures that checkout's site.yml, enroll and verify on the same
+lab in the same run, each run of it right after the same run of this one, so
+both meet the same load: the "before" columns.
+
 Usage: .venv/bin/python lab/bench_fleet.py
 """
 
@@ -37,6 +42,24 @@ RUNS = int(os.environ.get("DSRPROV_BENCH_RUNS", "3"))
 SIZES = [int(n) for n in os.environ.get("DSRPROV_BENCH_SIZES", "8 32").split()]
 DSRPROV = str(Path(sys.executable).parent / "dsrprov")
 UNIT = "dsrprov-loopback-vips.service"
+COMPARE = os.environ.get("DSRPROV_BENCH_COMPARE", "")
+# The runner of a checkout, run by that checkout's own code (its collection,
+# its ansible.cfg): prints how long ansible-playbook took, as pb.run times it.
+OTHER_SITE = """import sys
+from dsrprov.run import playbook as pb
+done = pb.run(sys.argv[1], *sys.argv[2:])
+print(done.elapsed if done.returncode == 0 else -1)
+print(done.stdout[-2000:] if done.returncode else "", file=sys.stderr)
+"""
+
+
+def checkout_env(tree: str) -> dict[str, str]:
+    """The environment that makes Python and Ansible use TREE's code."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(tree) / "src")
+    env["ANSIBLE_CONFIG"] = str(Path(tree) / "ansible.cfg")
+    return env
+
 
 FLOOR_APPLY = """set -e
 cat > /etc/sysctl.d/90-dsrprov-arp.conf <<'EOF'
@@ -93,17 +116,26 @@ def ssh_all(the_lab: labmod.Lab, hosts: list[labmod.LabHost], script: str) -> fl
     return elapsed
 
 
-def median_of(fn: Callable[[], float], before: Callable[[], object] | None = None) -> list[float]:
-    out = []
+def median_of(
+    label: str, fns: list[Callable[[], float]], before: Callable[[], object] | None = None
+) -> list[list[float]]:
+    """Each of FNS (this checkout, then the compared one) RUNS times,
+    interleaved, BEFORE each; the times of each."""
+    out: list[list[float]] = [[] for _ in fns]
     for _ in range(RUNS):
-        if before is not None:
-            before()
-        out.append(fn())
-    print(f"  {getattr(fn, '__name__', 'step')}: {', '.join(f'{t:.2f}' for t in out)} s", flush=True)
+        for times, fn in zip(out, fns, strict=True):
+            if before is not None:
+                before()
+            times.append(fn())
+    for tag, times in zip(("", " (before)"), out, strict=False):
+        print(f"  {label}{tag}: {', '.join(f'{t:.2f}' for t in times)} s", flush=True)
     return out
 
 
-def measure(n: int) -> list[tuple[int, str, list[float], float]]:
+Row = tuple[int, str, list[float], float, list[float] | None, float | None]
+
+
+def measure(n: int) -> list[Row]:
     """Bring up a fleet lab of N, measure every step, take it down."""
     inventory = labmod.fleet_inventory(n)
     the_lab = labmod.load_lab(inventory)
@@ -129,9 +161,33 @@ def measure(n: int) -> list[tuple[int, str, list[float], float]]:
             sys.exit(done.stdout[-2000:])
         return done.elapsed
 
-    floor = median_of(lambda: ssh_all(the_lab, rs, FLOOR_APPLY.format(**fmt)), clean)
-    first = median_of(site, clean)
-    noop = median_of(site)
+    def other_site() -> float:
+        proc = subprocess.run(
+            [sys.executable, "-c", OTHER_SITE, str(inventory), "--limit", limit, "--forks", "50"],
+            capture_output=True, text=True, check=False, env=checkout_env(COMPARE), cwd=COMPARE,
+        )  # fmt: skip
+        if proc.returncode or float(proc.stdout.split()[-1]) < 0:
+            sys.exit(proc.stdout[-2000:] + proc.stderr[-2000:])
+        return float(proc.stdout.split()[-1])
+
+    def first_and_noop(run: Callable[[], float]) -> Callable[[], float]:
+        """A first converge, then its no-op re-run right after (kept for later)."""
+        noops: list[float] = []
+
+        def first() -> float:
+            t = run()
+            noops.append(run())
+            return t
+
+        first.noops = noops  # type: ignore[attr-defined]
+        return first
+
+    sites = [first_and_noop(site)] + ([first_and_noop(other_site)] if COMPARE else [])
+    (floor,) = median_of("floor", [lambda: ssh_all(the_lab, rs, FLOOR_APPLY.format(**fmt))], clean)
+    firsts = median_of("site.yml first converge", list(sites), clean)
+    noops = [f.noops for f in sites]  # type: ignore[attr-defined]
+    for tag, times in zip(("", " (before)"), noops, strict=False):
+        print(f"  site.yml no-op re-run{tag}: {', '.join(f'{t:.2f}' for t in times)} s", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "hosts.yml"
         shutil.copy(inventory, copy)
@@ -139,36 +195,48 @@ def measure(n: int) -> list[tuple[int, str, list[float], float]]:
         (Path(tmp) / ".state").symlink_to(the_lab.state_dir)
         names = [h.name for h in rs]
 
-        def cli(*args: str) -> float:
+        def cli(*args: str, tree: str = "") -> float:
             t = time.monotonic()
             proc = subprocess.run([DSRPROV, *args, "-i", str(copy), "--parallel", "50"],
-                                  capture_output=True, text=True, check=False)  # fmt: skip
+                                  capture_output=True, text=True, check=False,
+                                  env=checkout_env(tree) if tree else None, cwd=tree or None)  # fmt: skip
             if proc.returncode:
                 sys.exit(proc.stdout[-2000:] + proc.stderr[-2000:])
             return time.monotonic() - t
 
-        enroll = median_of(lambda: cli("enroll", "-q", *names), clean)
-        verify = median_of(lambda: cli("verify", *names))
+        trees = [""] + ([COMPARE] if COMPARE else [])
+        enroll = median_of("dsrprov enroll", [lambda t=t: cli("enroll", "-q", *names, tree=t) for t in trees], clean)
+        verify = median_of("dsrprov verify", [lambda t=t: cli("verify", *names, tree=t) for t in trees])
     clean()
     labmod.down(the_lab)
     f = statistics.median(floor)
-    return [
-        (n, label, times, statistics.median(times) / f)
-        for label, times in (("floor: parallel SSH", floor), ("site.yml first converge", first),
-                             ("site.yml no-op re-run", noop), ("dsrprov enroll", enroll),
-                             ("dsrprov verify", verify))
-    ]  # fmt: skip
+    rows: list[Row] = []
+    for label, times in (("floor: parallel SSH", [floor, floor]), ("site.yml first converge", firsts),
+                         ("site.yml no-op re-run", noops), ("dsrprov enroll", enroll),
+                         ("dsrprov verify", verify)):  # fmt: skip
+        other = times[1] if len(times) > 1 else None
+        rows.append((n, label, times[0], statistics.median(times[0]) / f, other,
+                     statistics.median(other) / f if other else None))  # fmt: skip
+    return rows
 
 
 def main() -> int:
-    rows: list[tuple[int, str, list[float], float]] = []
+    rows: list[Row] = []
     for n in SIZES:
         rows += measure(n)
-    print(f"\nfleet benchmark, {RUNS} runs each, {os.cpu_count()} cores (median, min-max; ratio to the floor)")
-    print(f"{'N':>3}  {'step':28} {'median s':>9} {'min-max s':>13} {'x floor':>8}")
-    for n, label, times, ratio in rows:
-        print(f"{n:>3}  {label:28} {statistics.median(times):9.2f} {min(times):6.2f}-{max(times):<6.2f} {ratio:8.2f}")
-    by = {(n, label): statistics.median(t) for n, label, t, _ in rows}
+    load = os.getloadavg()
+    print(f"\nfleet benchmark, {RUNS} runs each, {os.cpu_count()} cores, load average {load[0]:.1f} {load[1]:.1f}"
+          f" {load[2]:.1f} at the end (median, min-max; ratio to the floor)")  # fmt: skip
+    head = f"{'N':>3}  {'step':28} {'median s':>9} {'min-max s':>13} {'x floor':>8}"
+    if COMPARE:
+        head += f"  | before: {'median s':>9} {'x floor':>8}   ({COMPARE})"
+    print(head)
+    for n, label, times, ratio, other, other_ratio in rows:
+        line = f"{n:>3}  {label:28} {statistics.median(times):9.2f} {min(times):6.2f}-{max(times):<6.2f} {ratio:8.2f}"
+        if other is not None and other_ratio is not None:
+            line += f"  |         {statistics.median(other):9.2f} {other_ratio:8.2f}"
+        print(line)
+    by = {(n, label): statistics.median(t) for n, label, t, *_ in rows}
     if len(SIZES) >= 2:
         lo, hi = SIZES[0], SIZES[-1]
         for label in ("floor: parallel SSH", "site.yml first converge", "site.yml no-op re-run"):

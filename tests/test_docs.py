@@ -58,7 +58,8 @@ def test_ansible_doc_lists_every_module_of_the_collection() -> None:
     assert proc.returncode == 0, proc.stderr
     listed = set(json.loads(proc.stdout))
     on_disk = {f"dsrprov.dsr.{p.stem}" for p in (COLLECTION / "plugins" / "modules").glob("*.py")}
-    assert len(on_disk) >= 10 and listed == on_disk, listed ^ on_disk
+    # The Linux real server is one module (issue 14), the others one per job.
+    assert len(on_disk) >= 8 and listed == on_disk, listed ^ on_disk
 
 
 def test_every_module_has_documentation_that_ansible_doc_renders() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_lo_manager as lm
+from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_lo_persist as persist
 from dsrprov.connect.linux_facts import MARK, parse_probe
-from tests.test_realserver_linux_modules import load
 
 DATA = Path(__file__).parent / "data" / "lo"
 V4, V6 = "10.252.0.200", "fd42:d5a:0:4::200"
@@ -238,5 +238,4 @@ def test_the_cli_probe_reads_lo_with_the_roles_script() -> None:
 
 
 def test_keyfile_timestamps_are_not_a_change() -> None:
-    manager = load("dsr_loopback_manager")
-    assert manager.without_timestamp("[connection]\nid=lo\ntimestamp=1795744107\n") == "[connection]\nid=lo"
+    assert persist.without_timestamp("[connection]\nid=lo\ntimestamp=1795744107\n") == "[connection]\nid=lo"

@@ -118,12 +118,22 @@ def test_a_sysctl_file_that_would_undo_the_arp_keys_at_boot_is_named(configured:
 def test_check_mode_tells_the_truth_and_changes_nothing(lab: labmod.Lab) -> None:
     assert apply("-e", "dsr_state=absent")["failed"] == 0
     clean = snapshot(lab)
-    checked = apply("--check", "--diff")
-    assert checked["failed"] == 0 and checked["changed"] >= 3
+    # One task (one module call) does it all: check mode announces its change.
+    proc = run_playbook("site.yml", "--limit", HOST, "--check", "--diff")
+    checked = recap(proc.stdout + proc.stderr)
+    assert checked["failed"] == 0 and checked["changed"] == 1
+    for what in (
+        "/etc/sysctl.d/90-dsrprov-arp.conf",
+        "+10.250.0.200",
+        "+fd42:d5a:0:1::200",
+        "/etc/systemd/system/dsrprov-loopback-vips.service",
+        "dsrprov-loopback-vips.service enabled",
+    ):
+        assert what in proc.stdout, (what, proc.stdout[-3000:])
     assert snapshot(lab) == clean
     # The real run changes what check mode announced; a second run nothing.
     first = apply()
-    assert first["changed"] >= 3 and first["failed"] == 0
+    assert first["changed"] == 1 and first["failed"] == 0
     assert apply()["changed"] == 0
     assert apply("--check")["changed"] == 0
 
@@ -184,4 +194,23 @@ def test_absent_removes_the_inventorys_vips_even_when_the_record_is_lost(configu
     assert apply("-e", "dsr_state=absent")["failed"] == 0
     lo = labmod.lab_exec(host, "ip", "-o", "addr", "show", "dev", "lo")
     assert "10.250.0.200" not in lo and "fd42:d5a:0:1::200" not in lo, lo
+    assert apply()["failed"] == 0
+
+
+def test_a_change_that_fails_is_rolled_back_and_the_host_is_as_before(lab: labmod.Lab) -> None:
+    assert apply("-e", "dsr_state=absent")["failed"] == 0
+    host = lab.host(HOST)
+    # A directory where the record of the VIPs goes: writing it fails once the
+    # ARP keys are set and the VIPs are on lo, and the module undoes them.
+    labmod.lab_exec(host, "mkdir", "-p", "/etc/dsrprov/loopback-vips")
+    try:
+        before = snapshot(lab)
+        proc = run_playbook("site.yml", "--limit", HOST)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and recap(out)["failed"] == 1
+        assert "dsrprov: write /etc/dsrprov/loopback-vips: " in out, out[-3000:]
+        assert "rolled back the 3 change(s) made before it" in out, out[-3000:]
+        assert snapshot(lab) == before
+    finally:
+        labmod.lab_exec(host, "sh", "-c", "rmdir /etc/dsrprov/loopback-vips; rmdir /etc/dsrprov; true")
     assert apply()["failed"] == 0

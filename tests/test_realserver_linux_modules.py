@@ -1,28 +1,13 @@
-"""The Linux role's modules: their pure parts, on data fixtures."""
+"""The Linux role's module: its pure parts (module_utils), on data fixtures."""
 
 from __future__ import annotations
 
-import importlib.util
-import types
 from pathlib import Path
 
 import pytest
 
-LIBRARY = (
-    Path(__file__).resolve().parents[1] / "src" / "ansible_collections" / "dsrprov" / "dsr" / "plugins" / "modules"
-)
-
-
-def load(name: str) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(name, LIBRARY / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-facts = load("dsr_realserver_facts")
-sysctls = load("dsr_arp_sysctls")
+from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_arp_sysctls as sysctls
+from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_sysctl_overrides as facts
 
 WANTED = {"net.ipv4.conf.all.arp_ignore": 1, "net.ipv4.conf.all.arp_announce": 2}
 OWN = "/etc/sysctl.d/90-dsrprov-arp.conf"
@@ -85,7 +70,7 @@ def test_a_stricter_live_value_is_left_alone() -> None:
     assert not sysctls.strict_enough(None, "1")
 
 
-# The role's values, as vars/main.yml hands them to dsr_realserver_facts.
+# The role's values, as the module checks them (dsr_realserver_linux_apply.SYSCTL_VALUES).
 ROLE_VALUES = {
     **WANTED,
     "net.ipv6.conf.lo.keep_addr_on_down": 1,

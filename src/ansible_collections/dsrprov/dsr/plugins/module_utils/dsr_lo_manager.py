@@ -1,7 +1,7 @@
 """Who manages a Linux host's loopback, and how DSR VIPs on it survive that manager.
 
-Shared, unchanged, by the module ``dsr_loopback_manager`` and
-``dsr_realserver_facts`` (on the managed host) and by the CLI's probe
+Shared, unchanged, by the module ``dsr_realserver_linux_apply`` (with
+``dsr_lo_persist.py``, on the managed host) and by the CLI's probe
 (``dsrprov status``/``verify``, on the controller): standard library only, no
 Ansible import, Python 3.8 or newer (Debian 11 has 3.9).
 

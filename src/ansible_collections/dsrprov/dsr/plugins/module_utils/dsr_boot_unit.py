@@ -1,0 +1,126 @@
+"""The systemd unit that restores the VIPs on the loopback at boot.
+
+Written, then ``daemon-reload`` when it changed, then enabled and started,
+never restarted: a restart would take every VIP down for a moment, and the
+live VIPs are already right. Standard library only, Python 3.8+.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Any, Dict, List, Optional
+
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import (
+    ChangePlan,
+    file_mode,
+    put_file,
+    read_text,
+    run,
+)
+
+UNIT_DIR = "/etc/systemd/system"
+
+
+def render(vips: List[str], ip_command: str, label: str, record: str) -> str:
+    lines = [
+        "# Managed by dsrprov (role dsr_realserver_linux); local changes are overwritten.",
+        "# Restores the Direct Server Return VIPs on the loopback at boot, after the ARP",
+        "# sysctls are applied and before any network interface comes up.",
+        "[Unit]",
+        "Description=dsrprov: DSR VIPs on the loopback",
+        "Documentation=file://%s" % record,
+        "DefaultDependencies=no",
+        "After=systemd-sysctl.service",
+        "Before=network-pre.target shutdown.target",
+        "Wants=network-pre.target",
+        "Conflicts=shutdown.target",
+        "",
+        "[Service]",
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+    ]
+    for vip in vips:
+        addr = ipaddress.ip_address(vip)
+        if addr.version == 4:
+            lines.append("ExecStart=%s -4 addr replace %s/32 dev lo label %s" % (ip_command, addr, label))
+        else:
+            lines.append("ExecStart=%s -6 addr replace %s/128 dev lo nodad" % (ip_command, addr))
+    for vip in vips:
+        addr = ipaddress.ip_address(vip)
+        lines.append("ExecStop=-%s addr del %s/%d dev lo" % (ip_command, addr, addr.max_prefixlen))
+    lines += ["", "[Install]", "WantedBy=multi-user.target"]
+    return "\n".join(lines) + "\n"
+
+
+def unit_state(module: Any, name: str) -> Dict[str, str]:
+    """UnitFileState (enabled, disabled, ...) and ActiveState, in one call."""
+    rc, out, _ = module.run_command(
+        ["systemctl", "show", "--property=UnitFileState,ActiveState,LoadState", name], check_rc=False
+    )
+    found = {}
+    for line in out.splitlines() if rc == 0 else []:
+        key, _, value = line.partition("=")
+        found[key] = value.strip()
+    return found
+
+
+def plan(
+    change: ChangePlan,
+    module: Any,
+    name: str,
+    state: str,
+    vips: List[str],
+    ip_command: str,
+    label: str,
+    record: str,
+) -> Dict[str, Any]:
+    """Plan the unit file, daemon-reload, enable and start (present), or stop,
+    disable, remove and daemon-reload (absent)."""
+    path = os.path.join(UNIT_DIR, name)
+    exists = os.path.exists(path)
+    now = unit_state(module, name) if exists else {}
+    enabled = now.get("UnitFileState") in ("enabled", "enabled-runtime")
+    active = now.get("ActiveState") in ("active", "activating", "reloading")
+    old = read_text(path)
+    old_mode = file_mode(path, 0o644)
+
+    def put_unit(content: Optional[str], mode: int) -> None:
+        put_file(path, content, mode)
+        run(module, ["systemctl", "daemon-reload"])
+
+    def unit_file(content: Optional[str]) -> None:
+        """The file and the daemon-reload that makes systemd see it: one step,
+        so that its undo reloads after the old file is back."""
+        if old == content:
+            return
+        change.diff(path, old or "", content or "")
+        change.step(
+            "%s %s and reload systemd" % ("remove" if content is None else "write", path),
+            lambda: put_unit(content, 0o644),
+            lambda: put_unit(old, old_mode),
+        )
+
+    if state == "present":
+        unit_file(render(vips, ip_command, label, record))
+        if not enabled:
+            change.diff("%s enabled" % name, "no\n", "yes\n")
+            change.step("enable %s" % name, lambda: run(module, ["systemctl", "enable", "--quiet", name]),
+                        lambda: run(module, ["systemctl", "disable", "--quiet", name]))  # fmt: skip
+        if not active:
+            change.diff("%s active" % name, "no\n", "yes\n")
+            # Its stop runs ExecStop (the VIPs off): the VIPs' undo, after
+            # this one, puts back what lo held before.
+            change.step("start %s" % name, lambda: run(module, ["systemctl", "start", name]),
+                        lambda: run(module, ["systemctl", "stop", name]))  # fmt: skip
+    else:
+        if active:
+            change.diff("%s active" % name, "yes\n", "no\n")
+            change.step("stop %s" % name, lambda: run(module, ["systemctl", "stop", name]),
+                        lambda: run(module, ["systemctl", "start", name]))  # fmt: skip
+        if enabled:
+            change.diff("%s enabled" % name, "yes\n", "no\n")
+            change.step("disable %s" % name, lambda: run(module, ["systemctl", "disable", "--quiet", name]),
+                        lambda: run(module, ["systemctl", "enable", "--quiet", name]))  # fmt: skip
+        unit_file(None)
+    return {"path": path, "enabled": enabled, "active": active, "present": exists}

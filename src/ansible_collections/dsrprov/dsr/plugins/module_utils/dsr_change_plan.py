@@ -1,0 +1,146 @@
+"""An ordered list of changes to a host, each with its undo, and the diff that announces them.
+
+Shared by the Linux real-server module's parts (module_utils/dsr_*.py): each
+part plans its steps here before anything changes; check mode only reports
+the plan; a real run applies the steps in order and, when one fails, undoes
+the ones already done, in reverse order. Standard library only, Python 3.8+.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+Action = Callable[[], object]
+
+
+class StepFailed(Exception):
+    """A step could not be done; the message is one readable line."""
+
+
+def run(module: Any, cmd: List[str]) -> str:
+    """Run CMD on the host; raise StepFailed (never exit) when it fails, so the
+    steps already done can be undone."""
+    rc, out, err = module.run_command(cmd, check_rc=False)
+    if rc != 0:
+        raise StepFailed("%s failed (exit %d): %s" % (" ".join(cmd), rc, (err or out).strip()))
+    return str(out)
+
+
+def read_text(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def write_text(path: str, text: str, mode: int) -> None:
+    """Replace PATH atomically (a temporary file beside it, then rename)."""
+    directory = os.path.dirname(path)
+    tmp = os.path.join(directory, ".%s.dsrprov-tmp" % os.path.basename(path))
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)  # no half-written file left behind
+        raise
+
+
+def file_mode(path: str, default: int) -> int:
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return default
+
+
+def put_file(path: str, content: Optional[str], mode: int, remove_dir: bool = False) -> None:
+    """Make PATH hold CONTENT (None: no file). REMOVE_DIR: also remove its
+    directory once empty (one dsrprov made)."""
+    if content is None:
+        # Only a file: what dsrprov writes is never a directory.
+        if os.path.lexists(path) and not os.path.isdir(path):
+            os.unlink(path)
+        if remove_dir:
+            # Not empty: something else lives there too.
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(path))
+    else:
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        write_text(path, content, mode)
+
+
+class ChangePlan:
+    """What to change, in order, with how to undo each change, and the diffs."""
+
+    def __init__(self) -> None:
+        self.steps: List[Tuple[str, Action, Optional[Action]]] = []
+        self.quiet: List[str] = []  # steps that are bookkeeping, not a change to report
+        self.diffs: List[Dict[str, str]] = []
+        self.done: List[str] = []
+
+    def step(self, description: str, action: Action, undo: Optional[Action] = None, quiet: bool = False) -> None:
+        self.steps.append((description, action, undo))
+        if quiet:
+            self.quiet.append(description)
+
+    def diff(self, header: str, before: str, after: str) -> None:
+        if before != after:
+            self.diffs.append({"before_header": header, "after_header": header, "before": before, "after": after})
+
+    def file(self, path: str, content: Optional[str], mode: int, remove_dir: bool = False, header: str = "") -> bool:
+        """Plan PATH to hold CONTENT (None: absent); the undo puts back what
+        was there. Return whether it changes."""
+        old = read_text(path)
+        if os.path.lexists(path) and old is None:
+            old = ""
+        if old == content:
+            return False
+        self.diff(header or path, old or "", content or "")
+        old_mode = file_mode(path, mode)
+        # The undo also removes a directory the step made.
+        made_dir = not os.path.isdir(os.path.dirname(path))
+        self.step(
+            ("remove %s" if content is None else "write %s") % path,
+            lambda: put_file(path, content, mode, remove_dir),
+            lambda: put_file(path, old, old_mode, remove_dir=made_dir and old is None),
+        )
+        return True
+
+    @property
+    def changed(self) -> bool:
+        return any(description not in self.quiet for description, _, _ in self.steps)
+
+    def apply(self) -> Optional[str]:
+        """Do every step in order. On a failure undo the steps done, newest
+        first, and return what failed (and what could not be undone)."""
+        undos: List[Tuple[str, Optional[Action]]] = []
+        for description, action, undo in self.steps:
+            try:
+                action()
+            except Exception as exc:
+                # The failed step may have half happened: undo it too.
+                undos.append((description, undo))
+                problems = []
+                for done_description, done_undo in reversed(undos):
+                    if done_undo is None:
+                        continue
+                    try:
+                        done_undo()
+                    except Exception as undo_exc:
+                        problems.append("cannot undo '%s': %s" % (done_description, undo_exc))
+                msg = "%s: %s; rolled back the %d change(s) made before it" % (
+                    description,
+                    exc,
+                    len(undos) - 1,
+                )
+                if problems:
+                    msg += " (" + "; ".join(problems) + ")"
+                return msg
+            undos.append((description, undo))
+            self.done.append(description)
+        return None

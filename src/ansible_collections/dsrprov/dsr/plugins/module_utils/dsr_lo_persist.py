@@ -1,0 +1,358 @@
+"""Make whatever manages the loopback keep the DSR VIPs, in that manager's own terms.
+
+- NetworkManager: every loopback profile stored on disk gets the VIPs
+  (``ipv4.addresses``, ``ipv6.addresses``, through nmcli), so NetworkManager
+  itself re-adds them on ``nmcli con up`` and ``nmcli device reapply lo``; a
+  dispatcher hook puts them back after ``nmcli con down`` of lo's
+  connection, which deletes them even without a profile.
+- systemd-networkd: a drop-in next to lo's ``.network`` lists the VIPs, then
+  ``networkctl reload`` makes networkd hold them.
+- ifupdown or nothing: nothing to do here (the boot unit and
+  ``net.ipv6.conf.lo.keep_addr_on_down`` cover them).
+
+What it changed is recorded (JSON, root only); absent puts each profile back
+as it was (byte for byte when nobody changed it since) and removes the hook
+and the drop-in. Who manages lo, and the refusals, come from dsr_lo_manager.py.
+Standard library only, Python 3.8+ (runs on the managed host).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import (
+    ChangePlan,
+    StepFailed,
+    put_file,
+    read_text,
+    run,
+    write_text,
+)
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_lo_manager import (
+    NM_HOOK,
+    PROBE,
+    LoState,
+    host_prefix,
+    networkd_dropin_path,
+    parse,
+    render_networkd_dropin,
+    render_nm_hook,
+)
+
+RECORD_VERSION = 1
+DIFF_HEADER = "what manages lo"
+
+
+def probe(module: Any) -> LoState:
+    """Read who manages lo (the same script as the CLI's probe)."""
+    rc, out, err = module.run_command(["sh", "-c", PROBE], check_rc=False)
+    if "@@lo:end@@" not in out:
+        raise StepFailed("dsrprov: cannot read who manages lo (exit %d): %s" % (rc, err.strip()))
+    return parse(out)
+
+
+def mtime_ns(path: str) -> Optional[int]:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+def without_timestamp(text: Optional[str]) -> str:
+    """NetworkManager writes connection.timestamp into the keyfile whenever it
+    saves it: not a change anyone made."""
+    return "\n".join(line for line in (text or "").splitlines() if not line.startswith("timestamp="))
+
+
+def read_record(path: str) -> Dict[str, Any]:
+    text = read_text(path)
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+class Persist:
+    """The manager's part of a change plan: its steps go into CHANGE; its diff
+    is one text (as the single-purpose module showed it)."""
+
+    def __init__(self, change: ChangePlan, module: Any, state: LoState) -> None:
+        self.change = change
+        self.module = module
+        self.state = state
+        self.before: List[str] = []
+        self.after: List[str] = []
+        self.persisted_in: List[str] = []
+        self.steps = 0
+
+    def show(self, title: str, before: Optional[str], after: Optional[str]) -> None:
+        if before != after:
+            self.before.append("# %s\n%s" % (title, before or "(none)\n"))
+            self.after.append("# %s\n%s" % (title, after or "(none)\n"))
+
+    def step(self, description: str, action: Any, undo: Any = None) -> None:
+        self.steps += 1
+        self.change.step(description, action, undo)
+
+    def file(self, path: str, content: Optional[str], mode: int, remove_dir: bool = False, reload: Any = None) -> bool:
+        """Make PATH hold CONTENT (None: absent); RELOAD runs after its undo."""
+        old = read_text(path)
+        if os.path.exists(path) and old is None:
+            old = ""
+        self.show(path, old, content)
+        if old == content:
+            return False
+        old_mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else mode
+        # The undo also removes a directory the step made.
+        made_dir = not os.path.isdir(os.path.dirname(path))
+
+        def undo() -> None:
+            put_file(path, old, old_mode, remove_dir=made_dir and old is None)
+            if reload is not None:
+                reload()
+
+        self.step(
+            ("remove %s" if content is None else "write %s") % path,
+            lambda: put_file(path, content, mode, remove_dir),
+            undo,
+        )
+        return True
+
+    def nmcli_modify(self, uuid: str, changes: List[Tuple[str, str, str]]) -> None:
+        """changes: [("+", "ipv4.addresses", "a/32"), ...]"""
+        cmd = ["nmcli", "connection", "modify", "uuid", uuid]
+        for sign, prop, value in changes:
+            cmd += [sign + prop, value]
+        run(self.module, cmd)
+
+
+def _family(a: str) -> int:
+    return ipaddress.ip_interface(a).version
+
+
+def _inverse(changes: List[Tuple[str, str, str]]) -> List[Tuple[str, str, str]]:
+    return [("-" if sign == "+" else "+", prop, value) for sign, prop, value in changes]
+
+
+def plan_nm_profiles(p_: Persist, wanted: List[str], record: Dict[str, Any], new_record: Dict[str, Any]) -> None:
+    state = p_.state
+    recorded = record.get("nm_profiles", {})
+    current = {p.uuid: p for p in state.nm_stored_profiles} if state.nm_active else {}
+    wanted_set = {host_prefix(v) for v in wanted}
+    for uuid, p in sorted(current.items()):
+        rec = recorded.get(uuid, {})
+        ours = list(rec.get("added", []))
+        to_add = [host_prefix(v) for v in wanted if p.manages(ipaddress.ip_address(v).version) and not p.holds(v)]
+        to_remove = [a for a in ours if a not in wanted_set and p.holds(a.split("/")[0])]
+        added = sorted(set([a for a in ours if a in wanted_set and p.holds(a.split("/")[0])] + to_add))
+        if wanted and all(p.holds(v) or host_prefix(v) in to_add for v in wanted):
+            p_.persisted_in.append(p.label())
+        if not added:
+            if rec:
+                plan_nm_restore(p_, uuid, rec)
+            continue
+        entry = {
+            "name": p.name,
+            "filename": p.filename,
+            "added": added,
+            # The file before dsrprov's first change, for absent.
+            "original": rec.get("original") if rec else read_text(p.filename),
+            "original_mtime_ns": rec.get("original_mtime_ns") if rec else mtime_ns(p.filename),
+            "modified": rec.get("modified"),
+        }
+        new_record.setdefault("nm_profiles", {})[uuid] = entry
+        if not (to_add or to_remove):
+            continue
+        before = {4: list(p.addresses.get(4, [])), 6: list(p.addresses.get(6, []))}
+        after = {f: [a for a in before[f] if a not in to_remove] for f in (4, 6)}
+        for a in to_add:
+            after[_family(a)].append(a)
+        p_.show(
+            p.label(),
+            "".join("ipv%d.addresses: %s\n" % (f, ", ".join(before[f]) or "--") for f in (4, 6)),
+            "".join("ipv%d.addresses: %s\n" % (f, ", ".join(after[f]) or "--") for f in (4, 6)),
+        )
+        changes = [("+", "ipv%d.addresses" % _family(a), a) for a in to_add]
+        changes += [("-", "ipv%d.addresses" % _family(a), a) for a in to_remove]
+
+        def modify(uuid: str = uuid, changes: Any = changes, filename: str = p.filename, entry: Any = entry) -> None:
+            p_.nmcli_modify(uuid, changes)
+            # The file once dsrprov changed it: absent puts the original back
+            # only while nobody else has changed it since.
+            entry["modified"] = read_text(filename)
+
+        p_.step("add the VIPs to %s" % p.label(), modify, lambda uuid=uuid, changes=changes: p_.nmcli_modify(
+            uuid, _inverse(changes)))  # fmt: skip
+    # Profiles changed earlier that this run no longer keeps VIPs in (absent,
+    # or a profile that left the disk): put them back.
+    for uuid, rec in sorted(recorded.items()):
+        if uuid not in current:
+            plan_nm_restore(p_, uuid, rec)
+
+
+def plan_nm_restore(p_: Persist, uuid: str, rec: Dict[str, Any]) -> None:
+    state, module = p_.state, p_.module
+    p = next((q for q in state.nm_profiles if q.uuid == uuid), None)
+    label = "NetworkManager profile %r (%s)" % (rec.get("name", uuid), rec.get("filename", "?"))
+    if p is None:
+        if state.nm_active:
+            return  # the profile was deleted since: nothing to put back
+        p_file = rec.get("filename")
+        current = read_text(p_file) if p_file else None
+        if current is None:
+            return
+    else:
+        p_file = p.filename
+        current = read_text(p_file)
+    p_file = str(p_file)
+    ours = [a for a in rec.get("added", []) if p is None or p.holds(a.split("/")[0])]
+    original, modified = rec.get("original"), rec.get("modified")
+    untouched = (
+        original is not None and modified is not None and without_timestamp(current) == without_timestamp(modified)
+    )
+    if not ours and (not untouched or current == original):
+        return
+    p_.show(label, current, original if untouched else "%s without %s\n" % (label, ", ".join(ours)))
+    removals = [("-", "ipv%d.addresses" % _family(a), a) for a in ours]
+    reapply = p is not None and p.active and p.device == "lo"
+
+    def put_back(text: Optional[str], mtime: Optional[int]) -> None:
+        # Byte for byte, then NetworkManager re-reads it, then the mtime.
+        mode = os.stat(p_file).st_mode & 0o7777
+        write_text(p_file, text or "", mode)
+        if state.nm_active:
+            run(module, ["nmcli", "connection", "load", p_file])
+        if mtime:
+            os.utime(p_file, ns=(os.stat(p_file).st_atime_ns, mtime))
+
+    def restore() -> None:
+        if untouched:
+            put_back(original, rec.get("original_mtime_ns"))
+        elif state.nm_active:
+            p_.nmcli_modify(uuid, removals)
+        else:
+            module.warn(
+                "%s changed since dsrprov added %s, and NetworkManager is not running: remove them by hand"
+                % (label, ", ".join(ours))
+            )
+        if reapply:
+            # NetworkManager re-adds the addresses of the connection it applied
+            # (after a down/up of lo, for one): reapply the restored profile, or
+            # the VIPs would come back after the ARP sysctls are gone.
+            run(module, ["nmcli", "device", "reapply", "lo"])
+
+    current_mtime = mtime_ns(p_file)
+
+    def undo() -> None:
+        if untouched:
+            put_back(current, current_mtime)
+        elif state.nm_active:
+            p_.nmcli_modify(uuid, _inverse(removals))
+        if reapply:
+            run(module, ["nmcli", "device", "reapply", "lo"])
+
+    p_.step("put %s back as it was" % label, restore, undo)
+
+
+def reload_networkd(module: Any, network_file: str) -> None:
+    """Make networkd re-read lo's .network and its drop-ins and reconfigure lo:
+    from then on it holds the VIPs (or no longer does) itself.
+
+    networkd 247 re-reads a .network on `networkctl reload` only when the file
+    itself looks newer than what it loaded: a drop-in that changed or went
+    away is missed, and networkd puts the old VIPs back at the next down/up of
+    lo (seen in the lab). So the file's mtime is bumped for the reload and
+    then put back as it was: its contents are never touched."""
+    try:
+        before: Optional[os.stat_result] = os.stat(network_file)
+        os.utime(network_file, None)
+    except OSError:
+        before = None  # read-only or gone: the reload alone
+    try:
+        run(module, ["networkctl", "reload"])
+    finally:
+        if before is not None:
+            os.utime(network_file, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def plan(
+    change: ChangePlan,
+    module: Any,
+    state: LoState,
+    vips: List[str],
+    present: bool,
+    label: str,
+    record_path: str,
+    ip_command: str,
+) -> Dict[str, Any]:
+    """Plan the manager's part: hook, profiles, drop-in, reload, record.
+    Return {persisted_in, steps} (steps: how many changes it makes)."""
+    wanted = [str(ipaddress.ip_address(v.split("/")[0])) for v in vips] if present else []
+    p_ = Persist(change, module, state)
+    record = read_record(record_path)
+    new_record: Dict[str, Any] = {"version": RECORD_VERSION}
+
+    # The hook first on the way out: the reapply of a restored profile must
+    # not set it off.
+    want_hook = present and bool(wanted) and (state.nm_manages_lo or bool(state.nm_stored_profiles))
+    hook = render_nm_hook(wanted, ip_command, label) if want_hook else None
+    if hook is not None or os.path.exists(NM_HOOK):
+        p_.file(NM_HOOK, hook, 0o755)
+    if hook is not None:
+        p_.persisted_in.append(NM_HOOK)
+
+    plan_nm_profiles(p_, wanted, record, new_record)
+
+    # systemd-networkd: our drop-in beside lo's .network, and nowhere else.
+    dropins = set(record.get("networkd_dropins", []))
+    created = set(record.get("created_dirs", []))
+    want_dropin = None
+    if present and wanted and state.networkd_manages_lo:
+        want_dropin = networkd_dropin_path(state.networkd_file)
+    reload_needed = False
+
+    def reload() -> None:
+        if state.networkd_active:
+            reload_networkd(module, state.networkd_file)
+
+    for path in sorted(dropins - {want_dropin}):
+        if os.path.exists(path):
+            removed = p_.file(path, None, 0o644, remove_dir=os.path.dirname(path) in created, reload=reload)
+            reload_needed = removed or reload_needed
+        created.discard(os.path.dirname(path))
+    if want_dropin is not None:
+        if not os.path.isdir(os.path.dirname(want_dropin)):
+            created.add(os.path.dirname(want_dropin))
+        content = render_networkd_dropin(wanted, label, state.networkd_file)
+        reload_needed = p_.file(want_dropin, content, 0o644, reload=reload) or reload_needed
+        new_record["networkd_dropins"] = [want_dropin]
+        p_.persisted_in.append(want_dropin)
+    if created:
+        new_record["created_dirs"] = sorted(created)
+    if reload_needed and state.networkd_active:
+        p_.step("networkctl reload", reload)
+
+    change.diff(DIFF_HEADER, "".join(p_.before), "".join(p_.after))
+    keep_record = len(new_record) > 1
+    old_record_text = read_text(record_path)
+    if p_.steps or old_record_text != (
+        json.dumps(new_record, indent=1, sort_keys=True) + "\n" if keep_record else None
+    ):
+        # Written after the steps ran: they fill in the files as modified.
+        # The profiles' original contents are in it: root only, like the keyfiles.
+        change.step(
+            "write %s" % record_path if keep_record else "remove %s" % record_path,
+            lambda: put_file(
+                record_path, json.dumps(new_record, indent=1, sort_keys=True) + "\n" if keep_record else None, 0o600
+            ),
+            lambda: put_file(record_path, old_record_text, 0o600, remove_dir=old_record_text is None),
+            # Bookkeeping: a rewrite of the record alone is no change to the host.
+            quiet=not p_.steps,
+        )
+    return {"persisted_in": p_.persisted_in, "steps": p_.steps}

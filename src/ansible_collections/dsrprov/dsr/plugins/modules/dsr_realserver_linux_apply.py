@@ -1,0 +1,288 @@
+#!/usr/bin/python
+"""Make a Linux host a DSR real server (or leave no trace of it) in one module call."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: dsr_realserver_linux_apply
+short_description: Make a Linux host a Direct Server Return real server, in one step on the host
+description:
+  - The whole job of the role M(dsrprov.dsr.dsr_realserver_linux) in one call, so one round trip per host
+    (the precedent is linux-system-roles/network's C(network_connections)).
+  - Reads the host (its addresses and interfaces, the sysctl files that apply after the role's own, whether
+    PID 1 is systemd, who manages C(lo)), then checks everything, then changes the host. Every check runs
+    before any change; the first problem fails the call with one line and the host as it was.
+  - C(state=present), in this order; ARP keys before any VIP, so the host never holds a VIP while answering
+    ARP for it. C(arp_ignore) and C(arp_announce) for C(all) and each interface (and
+    C(net.ipv6.conf.lo.keep_addr_on_down=1)) in one sysctl.d file and live; the VIPs in the configuration
+    of whatever manages C(lo) (NetworkManager profiles and dispatcher hook, systemd-networkd drop-in);
+    the VIPs on C(lo) (IPv4 C(/32) labelled, IPv6 C(/128) C(nodad)); the systemd unit that restores them
+    at boot, written, C(daemon-reload) when it changed, enabled and started, never restarted.
+  - C(state=absent) undoes it all in the reverse order; the manager's configuration first (nothing may put
+    the VIPs back), the VIPs, the unit, then the sysctl file and the live values recorded before the first change.
+  - When a change fails, the changes this call made are undone, newest first, and the call fails saying so.
+  - Check mode runs every read and check and reports exactly the changes a real run would make; C(--diff)
+    shows each file, the live sysctls, the VIPs on C(lo) and the unit's state.
+options:
+  state:
+    description: C(present) configures the host; C(absent) removes every trace.
+    type: str
+    choices: [present, absent]
+    default: present
+  vips:
+    description:
+      - The VIPs, bare or with a host prefix, already checked on the controller (the role's filter); checked
+        here again against the host's own addresses.
+      - With C(state=absent), VIPs given here are removed from C(lo) too, even when the record lost them.
+    type: list
+    elements: str
+    default: []
+  host_name:
+    description: The host's name in the inventory, for the messages.
+    type: str
+    default: this host
+  host_address:
+    description: The address Ansible reaches the host at; a VIP may not be that either.
+    type: str
+  arp_interfaces:
+    description: Interfaces that get the per-interface ARP keys besides C(all); empty means every non-loopback interface.
+    type: list
+    elements: str
+    default: []
+  label:
+    description: Label of the IPv4 VIPs on C(lo).
+    type: str
+    default: "lo:1"
+  sysctl_file:
+    description: The sysctl file this module owns.
+    type: path
+    default: /etc/sysctl.d/90-dsrprov-arp.conf
+  sysctl_override_action:
+    description: C(fail) or C(warn) when a sysctl file applied after I(sysctl_file) would weaken its keys at boot.
+    type: str
+    choices: [fail, warn]
+    default: fail
+  record_file:
+    description: The file listing the VIPs this module put on C(lo) (so it removes only its own).
+    type: path
+    default: /etc/dsrprov/loopback-vips
+  manager_record:
+    description: Where what was changed in the configuration of whatever manages C(lo) is recorded (root only).
+    type: path
+    default: /etc/dsrprov/loopback-manager.json
+  unit_name:
+    description: The systemd unit that restores the VIPs at boot.
+    type: str
+    default: dsrprov-loopback-vips.service
+author: dsrprov developers
+"""
+
+EXAMPLES = r"""
+- name: Make this host a DSR real server for two VIPs
+  dsrprov.dsr.dsr_realserver_linux_apply:
+    vips: [192.0.2.10, "2001:db8::10"]
+    host_name: "{{ inventory_hostname }}"
+    host_address: "{{ ansible_host | default(inventory_hostname) }}"
+
+- name: Leave no trace
+  dsrprov.dsr.dsr_realserver_linux_apply:
+    state: absent
+    vips: [192.0.2.10, "2001:db8::10"]
+"""
+
+RETURN = r"""
+changes:
+  description: The changes made (in check mode, the ones a real run would make), in order.
+  returned: always
+  type: list
+lo_manager:
+  description: "Who manages C(lo): C(manager), C(detail), C(problems) and C(risks)."
+  returned: always
+  type: dict
+persisted_in:
+  description: Where the VIPs are kept besides the unit (NetworkManager profiles, hook, drop-in).
+  returned: always
+  type: list
+live_sysctls:
+  description: Keys whose live value was (or, in check mode, would be) written.
+  returned: always
+  type: dict
+added:
+  description: VIPs added to C(lo).
+  returned: always
+  type: list
+removed:
+  description: VIPs removed from C(lo).
+  returned: always
+  type: list
+interfaces:
+  description: The interfaces that got the per-interface ARP keys.
+  returned: always
+  type: list
+ip_command:
+  description: Absolute path of the C(ip) command.
+  returned: always
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_arp_sysctls as arp
+from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_boot_unit as unit
+from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_host_facts as facts
+from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_lo_persist as persist
+from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_loopback_vips as lo_vips
+from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_sysctl_overrides as overrides
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import ChangePlan, StepFailed
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_lo_manager import assess
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_vips import VipError, check_vips
+
+# The values the role sets, and what a later sysctl file must not undo: a
+# negative all.keep_addr_on_down overrides lo's (the kernel takes all when it
+# is non-zero), so it is checked though the role never sets it.
+ARP_IGNORE = 1
+ARP_ANNOUNCE = 2
+SYSCTL_VALUES = {
+    "net.ipv4.conf.all.arp_ignore": ARP_IGNORE,
+    "net.ipv4.conf.all.arp_announce": ARP_ANNOUNCE,
+    "net.ipv6.conf.lo.keep_addr_on_down": 1,
+    "net.ipv6.conf.all.keep_addr_on_down": 0,
+}
+
+
+def read_and_check(module):
+    """Every read and every check, before any change. Return what the plan needs."""
+    p = module.params
+    present = p["state"] == "present"
+    ip_command = facts.find_ip_command()
+    found = facts.read_addresses(module, ip_command)
+    own = found["addresses"] + ([p["host_address"]] if p["host_address"] else [])
+    problems = []
+    vips = []
+    try:
+        vips = check_vips(p["vips"], own if present else (), allow_empty=not present)
+    except VipError as exc:
+        problems.append("dsrprov: %s" % exc)
+    interfaces = facts.interfaces()
+    found_overrides = overrides.find_overrides(p["sysctl_file"], SYSCTL_VALUES)
+    for item in found_overrides:
+        module.warn("%(file)s sets %(key)s = %(value)s, which would weaken DSR's settings at boot" % item)
+    if len(found["ipv4_interfaces"]) > 1:
+        # arp_ignore=1 stops answering ARP for an address held by another
+        # interface; multi-homed setups that relied on that need a look.
+        module.warn(
+            "this host has IPv4 addresses on several interfaces (%s): with arp_ignore=1 each "
+            "answers ARP only for its own addresses" % ", ".join(found["ipv4_interfaces"])
+        )
+    lo_state = persist.probe(module)
+    lo = assess(lo_state, vips)
+    arp_interfaces = p["arp_interfaces"] or interfaces
+    if present:
+        if not facts.runs_systemd():
+            problems.append(
+                "dsrprov: %s does not run systemd as PID 1; the VIPs could not be restored at boot" % p["host_name"]
+            )
+        problems += ["dsrprov: %s" % problem for problem in lo.problems]
+        if p["sysctl_override_action"] == "fail":
+            problems += [
+                "dsrprov: %s at boot (it applies after %s); fix it or set "
+                "dsr_realserver_linux_sysctl_override_action=warn" % (line, p["sysctl_file"])
+                for line in overrides.summaries(found_overrides)
+            ]
+        missing = arp.missing_interface(arp_interfaces)
+        if missing:
+            problems.append(missing)
+    return {
+        "ip_command": ip_command,
+        "vips": vips,
+        "lo_state": lo_state,
+        "lo": {"manager": lo.manager, "detail": lo.detail, "problems": lo.problems, "risks": lo.risks},
+        "arp_interfaces": arp_interfaces,
+        "problems": problems,
+    }
+
+
+def plan_changes(module, found):
+    """The changes, in the order they are made."""
+    p = module.params
+    present = p["state"] == "present"
+    change = ChangePlan()
+    result = {}
+
+    def manager():
+        result.update(
+            persist.plan(change, module, found["lo_state"], found["vips"], present, p["label"],
+                         p["manager_record"], found["ip_command"])
+        )  # fmt: skip
+
+    def vips():
+        result.update(
+            lo_vips.plan(change, module, found["vips"], p["state"], p["record_file"], p["label"], found["ip_command"])
+        )
+
+    def boot_unit():
+        unit.plan(change, module, p["unit_name"], p["state"], found["vips"], found["ip_command"], p["label"],
+                  p["record_file"])  # fmt: skip
+
+    def sysctls():
+        result["live_sysctls"] = arp.plan(
+            change, p["sysctl_file"], p["state"], found["arp_interfaces"], ARP_IGNORE, ARP_ANNOUNCE, True
+        )
+
+    # ARP first: the VIPs go on lo only once the host can no longer answer ARP
+    # for them. Absent: the manager's configuration first (nothing may put the
+    # VIPs back), then the VIPs, the unit, and the ARP sysctls last.
+    for part in (sysctls, manager, vips, boot_unit) if present else (manager, vips, boot_unit, sysctls):
+        part()
+    return change, result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+            "vips": {"type": "list", "elements": "str", "default": []},
+            "host_name": {"type": "str", "default": "this host"},
+            "host_address": {"type": "str"},
+            "arp_interfaces": {"type": "list", "elements": "str", "default": []},
+            "label": {"type": "str", "default": "lo:1"},
+            "sysctl_file": {"type": "path", "default": "/etc/sysctl.d/90-dsrprov-arp.conf"},
+            "sysctl_override_action": {"type": "str", "choices": ["fail", "warn"], "default": "fail"},
+            "record_file": {"type": "path", "default": "/etc/dsrprov/loopback-vips"},
+            "manager_record": {"type": "path", "default": "/etc/dsrprov/loopback-manager.json"},
+            "unit_name": {"type": "str", "default": "dsrprov-loopback-vips.service"},
+        },
+        supports_check_mode=True,
+    )
+    try:
+        found = read_and_check(module)
+    except StepFailed as exc:
+        module.fail_json(msg=str(exc))
+    if found["problems"]:
+        module.fail_json(msg=found["problems"][0], problems=found["problems"], lo_manager=found["lo"])
+    try:
+        change, planned = plan_changes(module, found)
+    except (StepFailed, OSError) as exc:
+        module.fail_json(msg="dsrprov: %s" % exc)
+    result = {
+        "changed": change.changed,
+        "changes": [description for description, _, _ in change.steps if description not in change.quiet],
+        "lo_manager": found["lo"],
+        "persisted_in": planned.get("persisted_in", []),
+        "live_sysctls": planned.get("live_sysctls", {}),
+        "added": planned.get("added", []),
+        "removed": planned.get("removed", []),
+        "interfaces": found["arp_interfaces"],
+        "ip_command": found["ip_command"],
+        "diff": change.diffs,
+    }
+    if module.check_mode or not change.steps:
+        module.exit_json(**result)
+    failure = change.apply()
+    if failure is not None:
+        module.fail_json(msg="dsrprov: %s" % failure, **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

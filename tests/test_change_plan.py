@@ -1,0 +1,88 @@
+"""The one-step module's change plan: order, undo on failure, truthful check mode (pure, on tmp files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_boot_unit as unit
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import ChangePlan, StepFailed
+
+
+def test_steps_run_in_order_and_a_failure_undoes_the_done_ones_newest_first(tmp_path: Path) -> None:
+    log: list[str] = []
+    change = ChangePlan()
+    kept = tmp_path / "kept.conf"
+    kept.write_text("old\n")
+    change.file(str(kept), "new\n", 0o644)
+    change.file(str(tmp_path / "made.conf"), "made\n", 0o644)
+    change.file(str(tmp_path / "made.d" / "x.conf"), "x\n", 0o644)
+    change.step("one", lambda: log.append("one"), lambda: log.append("undo one"))
+
+    def boom() -> None:
+        log.append("two")
+        raise StepFailed("two broke")
+
+    change.step("two", boom, lambda: log.append("undo two"))
+    change.step("three", lambda: log.append("three"), lambda: log.append("undo three"))
+    assert change.changed
+    failure = change.apply()
+    assert failure is not None
+    assert failure.startswith("two: two broke; rolled back the 4 change(s) made before it"), failure
+    # The failed step may have half happened: undone too, then the rest in reverse.
+    assert log == ["one", "two", "undo two", "undo one"]
+    assert kept.read_text() == "old\n"
+    assert not (tmp_path / "made.conf").exists()
+    # A directory a step made goes with the undo.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.conf"]
+
+
+def test_an_undo_that_fails_is_named(tmp_path: Path) -> None:
+    change = ChangePlan()
+
+    def fail(msg: str) -> None:
+        raise StepFailed(msg)
+
+    change.step("one", lambda: None, lambda: fail("cannot undo it"))
+    change.step("two", lambda: fail("broke"))
+    failure = change.apply()
+    assert failure == "two: broke; rolled back the 1 change(s) made before it (cannot undo 'one': cannot undo it)"
+
+
+def test_nothing_to_do_is_no_change_and_bookkeeping_is_not_a_change(tmp_path: Path) -> None:
+    path = tmp_path / "same.conf"
+    path.write_text("same\n")
+    change = ChangePlan()
+    assert change.file(str(path), "same\n", 0o644) is False
+    assert not change.changed and change.diffs == []
+    change.step("rewrite the record", lambda: None, quiet=True)
+    assert not change.changed
+
+
+def test_the_file_diff_shows_before_and_after(tmp_path: Path) -> None:
+    change = ChangePlan()
+    change.file(str(tmp_path / "new.conf"), "a = 1\n", 0o644)
+    assert change.diffs == [
+        {"before_header": str(tmp_path / "new.conf"), "after_header": str(tmp_path / "new.conf"),
+         "before": "", "after": "a = 1\n"}
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("vips", [["192.0.2.10", "2001:db8::10"]])
+def test_the_boot_unit_is_the_one_the_role_template_wrote(vips: list[str]) -> None:
+    # As templates/loopback-vips.service.j2 rendered it before issue 14: an
+    # upgraded host sees no change to its unit.
+    text = unit.render(vips, "/usr/sbin/ip", "lo:1", "/etc/dsrprov/loopback-vips")
+    assert text == (
+        "# Managed by dsrprov (role dsr_realserver_linux); local changes are overwritten.\n"
+        "# Restores the Direct Server Return VIPs on the loopback at boot, after the ARP\n"
+        "# sysctls are applied and before any network interface comes up.\n"
+        "[Unit]\nDescription=dsrprov: DSR VIPs on the loopback\nDocumentation=file:///etc/dsrprov/loopback-vips\n"
+        "DefaultDependencies=no\nAfter=systemd-sysctl.service\nBefore=network-pre.target shutdown.target\n"
+        "Wants=network-pre.target\nConflicts=shutdown.target\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\n"
+        "ExecStart=/usr/sbin/ip -4 addr replace 192.0.2.10/32 dev lo label lo:1\n"
+        "ExecStart=/usr/sbin/ip -6 addr replace 2001:db8::10/128 dev lo nodad\n"
+        "ExecStop=-/usr/sbin/ip addr del 192.0.2.10/32 dev lo\n"
+        "ExecStop=-/usr/sbin/ip addr del 2001:db8::10/128 dev lo\n\n[Install]\nWantedBy=multi-user.target\n"
+    )
