@@ -192,7 +192,13 @@ def _window(result: LoadResult) -> str:
 
 
 def run_director_killed(
-    the_lab: labmod.Lab, roles: Roles, vip: str, sync: bool, rows: dict[str, Row], runs: int = 1
+    the_lab: labmod.Lab,
+    roles: Roles,
+    vip: str,
+    sync: bool,
+    rows: dict[str, Row],
+    runs: int = 1,
+    independent: bool = False,
 ) -> None:
     """``runs`` failovers in a row: the master is killed, the backup takes
     over, the killed one comes back (a fresh VM configured by site.yml) and is
@@ -202,7 +208,10 @@ def run_director_killed(
     try:
         for i in range(runs):
             say(f"  failover {i + 1}: {master.name} is master; killing it")
-            result = pair.kill_master(the_lab, roles.client, master, backup, vip, download_url=f"http://{vip}/16m.bin")
+            result = pair.kill_master(
+                the_lab, roles.client, master, backup, vip, download_url=f"http://{vip}/16m.bin",
+                independent=independent,
+            )  # fmt: skip
             rows["director-killed"].add(result.load, True, _failover_note(result, backup, sync))
             say(f"    {rows['director-killed'].per_run[-1]}")
             say(f"  bringing {master.name} back")
@@ -240,6 +249,10 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--no-sync", action="store_true", help="director pair without connection sync")
     parser.add_argument("--failovers", type=int, default=1, help="director failovers in a row")
+    parser.add_argument(
+        "--independent", action="store_true",
+        help="failover load: a request every 50 ms whether or not the ones before were answered (many clients)",
+    )  # fmt: skip
     args = parser.parse_args()
     only = [s for s in args.only.split(",") if s]
     if unknown := set(only) - set(SCENARIOS):
@@ -296,7 +309,7 @@ def main() -> int:
     if "director-killed" in only:
         say("director-killed")
         try:
-            run_director_killed(the_lab, roles, vip, not args.no_sync, rows, args.failovers)
+            run_director_killed(the_lab, roles, vip, not args.no_sync, rows, args.failovers, args.independent)
         except labmod.LabError as exc:  # the figures so far are still printed
             rows["director-killed"].notes.append(f"FAILED: {exc}")
             say(f"  FAILED: {exc}")

@@ -3,7 +3,10 @@
 A small Python program runs inside the lab's client container and sends one
 HTTP request at a time to the VIP, a new TCP connection each, starting one
 every ``interval`` seconds (at once when the previous one was late), each
-with ``timeout`` seconds for the whole exchange (curl's ``--max-time``). It
+with ``timeout`` seconds for the whole exchange (curl's ``--max-time``).
+With ``independent``, each request starts on time whether or not the ones
+before it were answered (many clients rather than one: a client's own SYN
+retransmissions then do not lengthen the gap it sees). It
 prints one JSON line per request. The controller marks phases on the same
 clock (the containers share this machine's clock), so each failure can be
 put down to a step of what ran meanwhile.
@@ -27,8 +30,13 @@ from dsrprov import lab as labmod
 # Reading stdin to its end is the stop signal: the controller closes it.
 CLIENT = r"""
 import json, socket, sys, threading, time
-host, port, path, interval, timeout, max_s, max_n = sys.argv[1:8]
+host, port, path, interval, timeout, max_s, max_n, independent = sys.argv[1:9]
 port, interval, timeout, max_s, max_n = int(port), float(interval), float(timeout), float(max_s), int(max_n)
+independent = independent == "1"
+printing = threading.Lock()
+# Independent requests: never more in flight than can time out meanwhile.
+slots = int(timeout / interval) + 2
+in_flight = threading.BoundedSemaphore(slots)
 stop = threading.Event()
 threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
 request = ("GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: dsrprov-load\r\n\r\n" % (path, host)).encode()
@@ -73,6 +81,16 @@ def one():
         return "fail", "status %r" % status.decode("latin-1")[:40]
     return "ok", body.decode("latin-1").strip()[:40]
 
+def timed(release):
+    t0 = time.time()
+    try:
+        result, detail = one()
+    finally:
+        if release:
+            in_flight.release()
+    with printing:
+        print(json.dumps([round(t0, 4), round(time.time(), 4), result, detail]), flush=True)
+
 start = time.time()
 n = 0
 next_at = start
@@ -82,10 +100,14 @@ while not stop.is_set() and n < max_n and time.time() - start < max_s:
         stop.wait(next_at - now)
         continue
     next_at = max(next_at + interval, time.time())
-    t0 = time.time()
-    result, detail = one()
-    print(json.dumps([round(t0, 4), round(time.time(), 4), result, detail]), flush=True)
+    if independent:
+        in_flight.acquire()
+        threading.Thread(target=timed, args=(True,), daemon=True).start()
+    else:
+        timed(False)
     n += 1
+for _ in range(slots if independent else 0):  # the last answers, before the end
+    in_flight.acquire()
 """
 
 
@@ -114,8 +136,8 @@ class LoadResult:
         """The longest time the client went without an answer: between the
         ends of two successive successful requests (or from the first
         request's start to the first success)."""
-        ends = [self.requests[0].start] if self.requests else []
-        ends += [r.end for r in self.requests if r.ok]
+        ends = [min(r.start for r in self.requests)] if self.requests else []
+        ends += sorted(r.end for r in self.requests if r.ok)
         return max((b - a for a, b in itertools.pairwise(ends)), default=0.0)
 
     def phase(self, when: float) -> str:
@@ -158,12 +180,14 @@ class Load:
         timeout: float = 2.0,
         max_seconds: float = 600,
         max_requests: int = 20000,
+        independent: bool = False,
     ) -> None:
         if not client.container:
             raise labmod.LabError("the load runs in a lab client container")
         self.cmd = [
             "podman", "exec", "-i", client.container, "python3", "-u", "-c", CLIENT,
             vip, str(port), path, str(interval), str(timeout), str(max_seconds), str(max_requests),
+            "1" if independent else "0",
         ]  # fmt: skip
         self.marks: list[tuple[float, str]] = []
         self.lines: list[str] = []

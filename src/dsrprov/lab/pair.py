@@ -131,12 +131,13 @@ def kill_master(
     *,
     download_url: str | None = None,
     settle_s: float = 6,
+    independent: bool = False,
 ) -> Failover:
     """Under load (and with a slow download running when ``download_url`` is
     given), kill the master's QEMU, wait until the backup holds the VIP and
     the client has been answered for ``settle_s`` seconds, then stop."""
     download = Download(client, download_url) if download_url else None
-    with capture(the_lab, f"arp and host {vip}") as pcap, Load(client, vip) as load:
+    with capture(the_lab, f"arp and host {vip}") as pcap, Load(client, vip, independent=independent) as load:
         if download is not None:
             download.start()
         time.sleep(3)
