@@ -83,10 +83,6 @@ def _service_on_real_address(lab: labmod.Lab) -> tuple[str, str]:
 
 
 FAULTS: list[Fault] = [
-    ("rs-vip-missing", "rs1", "rs1", f"ip addr del {VIP}/32 dev lo",
-     f"ip addr add {VIP}/32 dev lo label lo:1", set()),
-    ("rs-vip-missing", "rs1", "rs1", f"ip -6 addr del {VIP6}/128 dev lo",
-     f"ip -6 addr add {VIP6}/128 dev lo nodad", set()),
     ("rs-vip-on-interface", "rs2", "rs2", f"ip addr add {VIP}/32 dev eth0",
      f"ip addr del {VIP}/32 dev eth0", {"arp-rs-answers", "arp-several-macs", "arp-cache-holds-rs"}),
     ("rs-arp-weak", "rs2", "rs2",
@@ -97,8 +93,8 @@ FAULTS: list[Fault] = [
      "printf 'net.ipv4.conf.all.arp_announce = 0\\n' > /etc/sysctl.d/99-zz-site.conf",
      "rm -f /etc/sysctl.d/99-zz-site.conf", set()),
     ("rs-rp-filter-drops", "rs2", "rs2",
-     "ip link add dsrx0 type veth peer name dsrx1 && ip addr add 192.0.2.1/30 dev dsrx0 && ip link set dsrx0 up "
-     "&& ip link set dsrx1 up && ip route add 10.250.0.100/32 via 192.0.2.2 dev dsrx0 "
+     "ip link add dsrx0 type veth peer name dsrx1 && ip addr add 10.249.0.1/30 dev dsrx0 && ip link set dsrx0 up "
+     "&& ip link set dsrx1 up && ip route add 10.250.0.100/32 via 10.249.0.2 dev dsrx0 "
      "&& sysctl -n net.ipv4.conf.all.rp_filter net.ipv4.conf.eth0.rp_filter > /run/dsrfault-rp "
      "&& sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.eth0.rp_filter=1",
      "ip link del dsrx0; set -- $(cat /run/dsrfault-rp); "
@@ -125,7 +121,7 @@ FAULTS: list[Fault] = [
 
 
 FAULT_IDS = [
-    "rs-vip-missing-ipv4", "rs-vip-missing-ipv6", "rs-vip-on-interface", "rs-arp-weak", "rs-arp-boot-override",
+    "rs-vip-on-interface", "rs-arp-weak", "rs-arp-boot-override",
     "rs-rp-filter-drops", "rs-return-via-director", "rs-firewall-drops", "rs-ipv6-keep-addr-off",
     "arp-cache-holds-rs", "dir-keepalived-down", "dir-rs-missing", "dir-rs-extra", "dir-not-route",
 ]  # fmt: skip
@@ -151,6 +147,41 @@ def test_doctor_names_each_injected_fault_and_its_undoing_clears_it(
             # A real server's ARP reply (to doctor's own probe, too) overwrites an
             # existing neighbour entry for the VIP: the fix flushes it, as doctor says.
             sh(healthy, "client", f"ip neigh flush to {VIP} dev eth0")
+    code, report = doctor()
+    assert code == 0 and report["findings"] == [], json.dumps(report, indent=1)
+
+
+_DEL4, _ADD4 = f"ip addr del {VIP}/32 dev lo", f"ip addr add {VIP}/32 dev lo label lo:1"
+_DEL6, _ADD6 = f"ip -6 addr del {VIP6}/128 dev lo", f"ip -6 addr add {VIP6}/128 dev lo nodad"
+
+
+@pytest.mark.parametrize(
+    ("forwarding", "delete", "restore"),
+    [
+        pytest.param(False, _DEL4, _ADD4, id="forwarding-off-ipv4"),
+        pytest.param(False, _DEL6, _ADD6, id="forwarding-off-ipv6"),
+        pytest.param(True, _DEL4, _ADD4, id="forwarding-on-ipv4"),
+        pytest.param(True, _DEL6, _ADD6, id="forwarding-on-ipv6"),
+    ],
+)
+def test_a_missing_vip_is_named_alike_whether_the_real_server_forwards_or_not(
+    healthy: labmod.Lab, forwarding: bool, delete: str, restore: str
+) -> None:
+    # Real fleets have both. Without forwarding, the kernel's route lookup for a
+    # DR packet fails ("No route to host"), which is not rp_filter's doing; with
+    # forwarding, the host passes the packet on and another host answers. Either
+    # way the one finding is the missing VIP, and no unrelated one.
+    rs1 = healthy.host("rs1")
+    labmod.set_forwarding(rs1, forwarding)
+    sh(healthy, "rs1", delete)
+    try:
+        code, report = doctor()
+        assert code == 1 and found(report) == {("rs-vip-missing", "rs1")}, json.dumps(report, indent=1)
+        (one,) = report["findings"]  # type: ignore[misc]
+        assert one["line"] and one["fix"] and one["evidence"]
+    finally:
+        sh(healthy, "rs1", restore)
+        labmod.set_sysctls(rs1, labmod.lab_sysctls(rs1))
     code, report = doctor()
     assert code == 0 and report["findings"] == [], json.dumps(report, indent=1)
 

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from dsrprov.connect.winrm import parse_windows_facts
-from dsrprov.doctor import director, drpath, linux, windows
+from dsrprov.doctor import director, drpath, linux, run, windows
 from dsrprov.doctor.findings import CATALOGUE, Finding, readme_table
 
 DATA = Path(__file__).parent / "data"
@@ -217,3 +217,59 @@ def test_a_network_manager_is_a_finding_only_where_it_could_remove_the_vips() ->
         assert _lo_findings(configured) == [], configured
     # Nothing manages lo: nothing to say.
     assert _lo_findings("plain12-found") == []
+
+
+def _route_facts(rp_all: int, rp_eth0: int, verdict: str, back: str) -> linux.DoctorFacts:
+    return linux.DoctorFacts(
+        base=linux.parse_probe(""),
+        rp_filter={"all": rp_all, "eth0": rp_eth0},
+        iface="eth0",
+        route_back=back,
+        dr_route={"10.250.0.200": verdict},
+    )
+
+
+NO_ROUTE = "RTNETLINK answers: No route to host"
+EXDEV = "RTNETLINK answers: Invalid cross-device link"
+EINVAL = "RTNETLINK answers: Invalid argument"  # recorded on rs2 with strict rp_filter, the VIP on lo
+BACK_ETH0 = "10.250.0.100 dev eth0 src 10.250.0.11 uid 0"
+BACK_OTHER = "10.250.0.100 via 10.249.0.2 dev dsrx0 src 10.249.0.1 uid 0"
+
+
+def test_a_missing_vip_on_a_host_that_does_not_forward_is_not_blamed_on_rp_filter() -> None:
+    # Recorded on a lab real server with ip_forward=0, rp_filter 0, the VIP deleted:
+    # the route lookup fails with "No route to host". The cause is the missing VIP.
+    facts = _route_facts(0, 0, NO_ROUTE, BACK_ETH0)
+    found = linux.findings("rs1", facts, ["10.250.0.200"], [], client="10.250.0.100")
+    assert ids(found) == ["rs-vip-missing"]
+    assert any("No route to host" in e for e in found[0].evidence)
+
+
+def test_rp_filter_is_named_only_when_its_values_and_the_route_back_make_it_the_cause() -> None:
+    def judged(rp_all: int, rp_eth0: int, verdict: str, back: str) -> list[str]:
+        facts = _route_facts(rp_all, rp_eth0, verdict, back)
+        return ids(linux.findings("rs1", facts, [], [], client="10.250.0.100"))
+
+    # Strict on either all or eth0, route back by another interface: rp_filter.
+    assert judged(1, 1, EINVAL, BACK_OTHER) == ["rs-rp-filter-drops"]
+    assert judged(1, 0, EXDEV, BACK_OTHER) == ["rs-rp-filter-drops"]
+    assert judged(0, 1, EXDEV, BACK_OTHER) == ["rs-rp-filter-drops"]
+    # Loose rp_filter with no route back at all.
+    assert judged(2, 0, EXDEV, "RTNETLINK answers: Network is unreachable") == ["rs-rp-filter-drops"]
+    # rp_filter off: never its fault, whatever the kernel says.
+    assert judged(0, 0, EXDEV, BACK_OTHER) == ["rs-dr-path-fails"]
+    assert judged(0, 0, EINVAL, BACK_OTHER) == ["rs-dr-path-fails"]
+    # Strict, but the route back leaves by the interface the packet came in on.
+    assert judged(1, 1, EXDEV, BACK_ETH0) == ["rs-dr-path-fails"]
+    # Another error (the VIP held, so not a missing VIP): not rp_filter.
+    assert judged(1, 1, NO_ROUTE, BACK_OTHER) == ["rs-dr-path-fails"]
+    # A route lookup that worked says nothing.
+    assert judged(1, 1, "local 10.250.0.200 from 10.250.0.100 dev lo table local", BACK_OTHER) == []
+
+
+def test_a_failed_dr_probe_joins_the_route_finding_of_its_host() -> None:
+    facts = _route_facts(0, 0, NO_ROUTE, BACK_ETH0)
+    found = linux.findings("rs1", facts, [], [], client="10.250.0.100")
+    target = drpath.Target("rs1", "10.250.0.11", "10.250.0.200", 80)
+    run._attribute(drpath.Result(target, "timeout", "timed out"), found, facts)
+    assert ids(found) == ["rs-dr-path-fails"] and any("DR probe" in e for e in found[0].evidence)

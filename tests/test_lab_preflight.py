@@ -90,3 +90,58 @@ def test_free_disk() -> None:
     line = str(labcheck.disk("/var/tmp", 2**30))
     assert line.startswith("lab preflight: only 1.0 GiB free under /var/tmp; the lab images need about 4 GiB")
     assert line.endswith("; fix: free space under /var/tmp")
+
+
+def _lab_with(tmp_path: Path, **rs1: str) -> Path:
+    import yaml
+
+    from dsrprov.paths import checkout_root
+
+    doc = yaml.safe_load((checkout_root() / "inventories" / "lab" / "hosts.yml").read_text())
+    entry = doc["all"]["children"]["dsr_realservers"]["children"]["dsr_realservers_linux"]["hosts"]["rs1"]
+    for key, value in rs1.items():
+        if value == "-":
+            del entry[key]
+        else:
+            entry[key] = value
+    path = tmp_path / "hosts.yml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"lab_ip6": "-"}, "lab_ip6 is missing"),
+        ({"lab_mac": "-"}, "lab_mac is missing"),
+        ({"lab_ip6": ""}, "lab_ip6 is missing"),
+        ({"lab_mac": "02:d5:a0:00:00"}, "lab_mac '02:d5:a0:00:00' is not"),
+        ({"lab_ip6": "fd42:d5a:0:9::11"}, "lab_ip6 fd42:d5a:0:9::11 is outside the lab subnet"),
+        ({"ansible_host": "rs1.example"}, "ansible_host 'rs1.example' is not an address"),
+    ],
+)
+def test_a_lab_host_without_its_own_address_or_mac_is_refused_in_one_line(
+    tmp_path: Path, change: dict[str, str], said: str
+) -> None:
+    # Seen: an unenroll/enroll round trip dropped lab_ip6 and lab_mac, and lab up
+    # ran `podman run --ip6 "" --mac-address ""`: podman gave rs1 the director's
+    # IPv6 address. load_lab refuses before anything starts.
+    from dsrprov import lab as labmod
+    from dsrprov.errors import LabError
+
+    with pytest.raises(LabError) as err:
+        labmod.load_lab(_lab_with(tmp_path, **change))
+    line = str(err.value)
+    assert line.startswith("lab host rs1 in ") and said in line and "\n" not in line
+
+
+def test_the_lab_sets_forwarding_explicitly_off_unless_asked_for_real_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dsrprov import lab as labmod
+
+    lab = labmod.load_lab()
+    rs1, client = lab.host("rs1"), lab.host("client")
+    monkeypatch.delenv("DSRPROV_LAB_FORWARDING", raising=False)
+    off = {"net.ipv4.ip_forward": "0", "net.ipv6.conf.all.forwarding": "0"}
+    assert labmod.lab_sysctls(rs1) == off and labmod.lab_sysctls(client) == off
+    monkeypatch.setenv("DSRPROV_LAB_FORWARDING", "1")
+    assert set(labmod.lab_sysctls(rs1).values()) == {"1"} and labmod.lab_sysctls(client) == off

@@ -31,7 +31,8 @@ CATALOGUE: dict[str, Kind] = {
         # -- a Linux real server ------------------------------------------------
         Kind("rs-vip-missing", ERROR, "a VIP of the host is not on its loopback (IPv4 or IPv6)",
              "dsrprov enroll {host} (puts the inventory's VIPs back and persists them)",
-             proof=f"{_LAB}[rs-vip-missing-ipv4], [rs-vip-missing-ipv6]"),
+             proof=f"{_DOCTOR_LAB}test_a_missing_vip_is_named_alike_whether_the_real_server_forwards_or_not "
+             "[forwarding-off-ipv4], [forwarding-off-ipv6], [forwarding-on-ipv4], [forwarding-on-ipv6]"),
         Kind("rs-vip-on-interface", ERROR, "a VIP is on a real interface: the host answers ARP/ND for it",
              "ip addr del {vip} dev {iface}, and remove it from that interface's network configuration",
              proof=f"{_LAB}[rs-vip-on-interface]"),

@@ -215,18 +215,32 @@ def findings(
             out.append(Finding("rs-service-not-on-vip", host, f"{host}: nothing listens on {where}/{proto}",
                                [f"listening on port {port}: {', '.join(on_port) or 'nothing'}"],
                                {"vip": vip, "port": str(port)}))  # fmt: skip
-    # The return path: rp_filter, and not through a director.
+    # The return path. A failed `ip route get VIP from CLIENT iif IFACE` is
+    # rp_filter's doing only when rp_filter is on for that interface, the route
+    # back makes it drop the packet, and the kernel's answer is the one a failed
+    # source validation gives. "No route to host" is what a host that does not
+    # forward says of an address it does not hold: the missing VIP, found above,
+    # explains it.
     iface = facts.iface or "eth0"
     for vip, verdict in facts.dr_route.items():
-        if ":" in vip or not verdict:
+        if ":" in vip or not verdict.startswith("RTNETLINK"):
             continue
-        if "invalid cross-device link" in verdict.lower() or verdict.startswith("RTNETLINK"):
+        evidence = f"ip route get {vip} from {client} iif {iface}: {verdict}"
+        if rp_filter_cause(facts, iface, verdict):
             out.append(Finding("rs-rp-filter-drops", host,
                                f"{host}: rp_filter drops a DR packet from {client} to {vip} on {iface}",
-                               [f"ip route get {vip} from {client} iif {iface}: {verdict}",
+                               [evidence,
                                 f"rp_filter: all={facts.rp_filter.get('all')}, {iface}={facts.rp_filter.get(iface)}",
                                 f"route back to {client}: {facts.route_back}"],
                                {"iface": iface, "vip": vip}))  # fmt: skip
+            continue
+        cause = next((f for f in out if f.id == "rs-vip-missing" and f.values.get("vip") == vip), None)
+        if cause is not None:
+            cause.evidence.append(evidence)
+            continue
+        out.append(Finding("rs-dr-path-fails", host, f"{host}: the kernel would not deliver a DR packet to {vip}",
+                           [evidence, f"rp_filter: all={facts.rp_filter.get('all')}, {iface}="
+                            f"{facts.rp_filter.get(iface)} (not the cause)"], {"vip": vip}))  # fmt: skip
     m = re.search(r"\bvia\s+(\S+)", facts.route_back)
     if m and any(_same(m.group(1), d) for d in director_addresses):
         out.append(Finding("rs-return-via-director", host,
@@ -250,6 +264,26 @@ def findings(
             )
         )
     return out
+
+
+def rp_filter_cause(facts: DoctorFacts, iface: str, verdict: str) -> bool:
+    """Whether rp_filter explains a failed route lookup for a DR packet on IFACE.
+
+    The kernel takes the larger of ``all`` and the interface. Strict (1) drops
+    a packet whose route back leaves by another interface, loose (2) one with
+    no route back at all. A failed source validation answers EINVAL ("Invalid
+    argument": ip_route_input_slow's martian_source, for a local address such
+    as a VIP on lo) or EXDEV ("Invalid cross-device link", for a packet that
+    would be forwarded). Any other error, or rp_filter off, has another cause."""
+    if facts.effective_rp_filter(iface) < 1 or not any(
+        e in verdict.lower() for e in ("invalid argument", "invalid cross-device link")
+    ):
+        return False
+    back = facts.route_back
+    if facts.effective_rp_filter(iface) == 1:
+        m = re.search(r"\bdev\s+(\S+)", back)
+        return m is None or m.group(1) != iface
+    return back.startswith("RTNETLINK") or "unreachable" in back
 
 
 def _weak_at_boot(facts: DoctorFacts) -> list[SysctlSetting]:

@@ -275,7 +275,8 @@ def _attribute(result: drpath.Result, found: list[Finding], facts: Any) -> None:
                 )
             )
         return
-    vip_ids = {"rs-vip-missing", "rs-service-not-on-vip", "rs-rp-filter-drops", "rs-return-via-director"}
+    vip_ids = {"rs-vip-missing", "rs-service-not-on-vip", "rs-rp-filter-drops", "rs-return-via-director",
+               "rs-dr-path-fails"}  # fmt: skip
     for f in found:
         if f.id in vip_ids and (f.values.get("vip") in (t.vip, None) or f.id == "rs-return-via-director"):
             f.evidence.append(evidence)

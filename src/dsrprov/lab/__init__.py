@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -145,10 +146,79 @@ def load_lab(inventory: Path | None = None) -> Lab:
     lab_vars = root.get("vars", {})
     network = lab_vars["lab_network"]
     state_dir = lab_state_dir(inventory)
-    for host in hosts.values():
+    lab = Lab(network, lab_vars["lab_subnet"], lab_vars["lab_subnet6"], list(hosts.values()), state_dir)
+    for host in lab.hosts:
         host.container = f"{network}-{host.name}"
         host.state_dir = state_dir
-    return Lab(network, lab_vars["lab_subnet"], lab_vars["lab_subnet6"], list(hosts.values()), state_dir)
+        check_host_facts(lab, host, inventory)
+    return lab
+
+
+# Where a lab host's facts come from: all from the lab inventory's own entry
+# for the host, read here with plain YAML (not through the CLI's view):
+# ansible_host is its IPv4 address, lab_ip6 its IPv6 address, lab_mac its MAC
+# (fixed, so that captures and the director's neighbour tables can name
+# hosts), lab_kind/lab_image what it runs. podman is never asked to pick an
+# address: an empty one would let it hand out another host's (seen: a real
+# server given the director's IPv6 address after an edit dropped lab_ip6).
+_MAC = re.compile(r"^02(:[0-9a-f]{2}){5}$")
+
+
+def check_host_facts(lab: Lab, host: LabHost, inventory: Path) -> None:
+    """Refuse, in one line, a lab host whose address or MAC is missing or wrong."""
+
+    def bad(what: str) -> LabError:
+        return LabError(f"lab host {host.name} in {inventory}: {what}; every lab host needs ansible_host (IPv4), "
+                        f"lab_ip6 and lab_mac (02:xx:xx:xx:xx:xx) in its own entry")  # fmt: skip
+
+    for var, value, subnet in (("ansible_host", host.ip, lab.subnet), ("lab_ip6", host.ip6, lab.subnet6)):
+        if not value:
+            raise bad(f"{var} is missing")
+        try:
+            inside = ipaddress.ip_address(value) in ipaddress.ip_network(subnet)
+        except ValueError:
+            raise bad(f"{var} {value!r} is not an address") from None
+        if not inside:
+            raise bad(f"{var} {value} is outside the lab subnet {subnet}")
+    if not host.mac:
+        raise bad("lab_mac is missing")
+    if not _MAC.match(host.mac):
+        raise bad(f"lab_mac {host.mac!r} is not a locally administered unicast MAC (02:...)")
+
+
+# Kernel settings every lab container gets explicitly, so that no test
+# depends on the host's history. A new network namespace copies the host's
+# IPv4 settings at the moment it is made (net.core.devconf_inherit_init_net=0,
+# the kernel's default) and netavark turns the host's ip_forward on while it
+# sets up a container: on a host that booted with ip_forward=0 the first
+# containers would not forward and later ones would. Lab hosts do not forward,
+# like real servers in most fleets; DSRPROV_LAB_FORWARDING=1 makes the real
+# servers forward (a real server that routes hides a missing VIP by passing
+# the packet on; doctor's tests try both at run time, see set_forwarding).
+FORWARDING_KEYS = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
+
+
+def _forwarding(on: bool) -> dict[str, str]:
+    return dict.fromkeys(FORWARDING_KEYS, "1" if on else "0")
+
+
+def lab_sysctls(host: LabHost) -> dict[str, str]:
+    return _forwarding(host.is_realserver and os.environ.get("DSRPROV_LAB_FORWARDING", "0") == "1")
+
+
+def set_sysctls(host: LabHost, settings: dict[str, str]) -> None:
+    """Write kernel settings in a container and read them back."""
+    keys = list(settings)
+    assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in settings.items())
+    script = f"sysctl -qw {assignments} && sysctl -n {' '.join(keys)}"
+    got = lab_exec(host, "sh", "-c", script).split()
+    if got != [settings[k] for k in keys]:
+        raise LabError(f"lab host {host.name}: {dict(zip(keys, got, strict=False))} after setting {settings}")
+
+
+def set_forwarding(host: LabHost, on: bool) -> None:
+    """Turn a container's IPv4 and IPv6 forwarding on or off now (until lab up sets the lab's value again)."""
+    set_sysctls(host, _forwarding(on))
 
 
 # A fleet lab: N real servers and a client on a network of its own, beside the
@@ -387,12 +457,18 @@ def start_host(lab: Lab, host: LabHost) -> None:
         host.mac,
         "--label",
         "dsrprov.lab=1",
+        # Applied by podman at every start (a restart is a reboot in the tests).
+        *[arg for k, v in lab_sysctls(host).items() for arg in ("--sysctl", f"{k}={v}")],
         host.image_ref,
     )
 
 
 def provision_host(host: LabHost, pubkey: str) -> str:
-    """Authorise the lab key, start the lab web service; return the host's key line."""
+    """Set the lab's kernel settings, authorise the lab key, start the lab web
+    service; return the host's key line."""
+    # Again on every lab up: a container made by an older lab, or with other
+    # settings, gets the lab's values too.
+    set_sysctls(host, lab_sysctls(host))
     lab_exec(host, "sh", "-c", "umask 077; mkdir -p /root/.ssh; cat > /root/.ssh/authorized_keys", input_text=pubkey)
     if host.is_realserver:
         lab_exec(host, "sh", "-c", "cat > /etc/systemd/system/lab-web.service", input_text=WEB_UNIT)
