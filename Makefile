@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export CONTAINERS_CONF ?= $(CURDIR)/lab/containers.conf
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+COLLECTION := src/ansible_collections/dsrprov/dsr
 
 .PHONY: setup image demo test lint unit molecule bench bench-fleet bench-reliability lab-down clean
 
@@ -24,6 +25,7 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/ansible-lint --profile production
 	$(BIN)/ansible-playbook --syntax-check site.yml
+	cd $(COLLECTION) && $(CURDIR)/$(BIN)/antsibull-changelog lint
 
 unit: image
 	$(BIN)/python lab/role_docs.py --check

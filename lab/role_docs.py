@@ -1,9 +1,10 @@
-"""Generate the README's variable tables from each role's argument_specs.
+"""Generate the roles' variable tables from each role's argument_specs.
 
-    python lab/role_docs.py          rewrite the tables in README.md
-    python lab/role_docs.py --check  exit 1 if README.md is out of date
+    python lab/role_docs.py          rewrite the tables
+    python lab/role_docs.py --check  exit 1 if a table is out of date or a role's README lacks its own
 
-A table lives between ``<!-- vars:ROLE -->`` and ``<!-- /vars:ROLE -->``."""
+A table lives between ``<!-- vars:ROLE -->`` and ``<!-- /vars:ROLE -->``, in
+the role's own README.md (required) and in any page of docs/ that shows it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+ROLES = ROOT / "src" / "ansible_collections" / "dsrprov" / "dsr" / "roles"
+
+
+def pages() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted(ROLES.glob("*/README.md"))]
 
 
 def describe(option: dict[str, Any]) -> str:
@@ -29,7 +34,7 @@ def describe(option: dict[str, Any]) -> str:
 
 
 def table(role: str) -> str:
-    specs = ROOT / "src" / "ansible_collections" / "dsrprov" / "dsr" / "roles" / role / "meta" / "argument_specs.yml"
+    specs = ROLES / role / "meta" / "argument_specs.yml"
     spec = yaml.safe_load(specs.read_text())
     options = spec["argument_specs"]["main"].get("options", {})
     rows = ["| variable | type | default | description |", "|---|---|---|---|"]
@@ -50,15 +55,25 @@ def render(readme: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    current = README.read_text()
-    wanted = render(current)
-    if "--check" in argv:
-        if current != wanted:
-            print("README.md variable tables are out of date: run python lab/role_docs.py", file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(wanted)
-    return 0
+    status = 0
+    for role in sorted(p.name for p in ROLES.iterdir() if (p / "meta" / "argument_specs.yml").is_file()):
+        own = ROLES / role / "README.md"
+        if f"<!-- vars:{role} -->" not in (own.read_text() if own.is_file() else ""):
+            print(f"{own.relative_to(ROOT)} has no variable table (<!-- vars:{role} -->)", file=sys.stderr)
+            status = 1
+    for page in pages():
+        current = page.read_text()
+        wanted = render(current)
+        if current == wanted:
+            continue
+        if "--check" in argv:
+            print(
+                f"{page.relative_to(ROOT)}: variable tables out of date: run python lab/role_docs.py", file=sys.stderr
+            )
+            status = 1
+        else:
+            page.write_text(wanted)
+    return status
 
 
 if __name__ == "__main__":

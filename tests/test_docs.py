@@ -85,3 +85,26 @@ def test_no_symlink_in_the_repository() -> None:
     proc = subprocess.run(["git", "ls-files", "-s"], cwd=project_root(), capture_output=True, text=True, check=True)
     links = [line.split("\t", 1)[1] for line in proc.stdout.splitlines() if line.startswith("120000 ")]
     assert links == []
+
+
+def test_every_relative_link_in_the_docs_resolves() -> None:
+    import re
+
+    root = project_root()
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md")), *sorted(COLLECTION.glob("roles/*/README.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+                continue
+            path = (page.parent / target.split("#", 1)[0]).resolve()
+            if not path.exists():
+                broken.append(f"{page.relative_to(root)}: {target}")
+    assert not broken, broken
+
+
+def test_the_readme_is_a_front_page() -> None:
+    readme = (project_root() / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    for role in ("dsr_realserver_linux", "dsr_realserver_windows", "dsr_director", "dsr_loadmaster_kemp"):
+        assert (COLLECTION / "roles" / role / "README.md").is_file(), role

@@ -1,5 +1,5 @@
-"""What doctor can find: a stable id, a severity, the fix. The README's
-troubleshooting table is generated from :data:`CATALOGUE`."""
+"""What doctor can find: a stable id, a severity, the fix. The troubleshooting
+table (docs/troubleshooting.md) is generated from :data:`CATALOGUE`."""
 
 from __future__ import annotations
 
