@@ -8,7 +8,7 @@ export CONTAINERS_CONF ?= $(CURDIR)/lab/containers.conf
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 COLLECTION := src/ansible_collections/dsrprov/dsr
 
-.PHONY: setup image demo test lint unit molecule bench bench-fleet bench-reliability lab-down clean
+.PHONY: setup image demo test lint unit integration molecule bench bench-fleet bench-reliability lab-down clean
 
 setup:
 	@sh lab/setup.sh
@@ -27,9 +27,14 @@ lint: setup
 	$(BIN)/ansible-playbook --syntax-check site.yml
 	cd $(COLLECTION) && $(CURDIR)/$(BIN)/antsibull-changelog lint
 
-unit: image
+# No podman, image or network: the venv is enough (about a minute).
+unit: setup
 	$(BIN)/python lab/role_docs.py --check
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q tests/unit
+
+# The lab: real systemd hosts, the director VM, real packets.
+integration: image
+	$(BIN)/pytest -q tests/integration
 
 # Scenarios that run on this machine; "windows" needs a Windows host and runs
 # from pytest (skipped with its reason when none is named).
@@ -38,7 +43,7 @@ MOLECULE_SCENARIOS := default
 molecule: image
 	for s in $(MOLECULE_SCENARIOS); do $(BIN)/molecule test -s $$s || exit 1; done
 
-test: lint unit molecule
+test: lint unit integration molecule
 
 bench: setup
 	@$(BIN)/python lab/bench.py

@@ -10,9 +10,9 @@ ERROR = "error"  # DSR is broken for some traffic now
 WARNING = "warning"  # it works now, and will break on a reboot, a bounce or a reload
 
 
-_DOCTOR_LAB = "test_doctor_lab.py::"
+_DOCTOR_LAB = "integration/test_doctor_lab.py::"
 _LAB = f"{_DOCTOR_LAB}test_doctor_names_each_injected_fault_and_its_undoing_clears_it"
-_UNIT = "test_doctor_units.py::"
+_UNIT = "unit/test_doctor_units.py::"
 _RECORDED = " (recorded output: no Windows here)"
 
 
@@ -68,8 +68,8 @@ CATALOGUE: dict[str, Kind] = {
              "{host} does it where it can), or remove the profile that matches lo",
              # Proven where a manager really runs (the plain lab image has no udev, so
              # networkd leaves its lo pending): the network-manager lab, hand-made VIPs.
-             proof="test_lo_managers.py::test_status_warns_where_the_manager_could_remove_hand_made_vips, "
-                   "test_lo_managers.py::test_status_and_verify_name_the_manager_and_warn_of_nothing"),
+             proof="integration/test_lo_managers.py::test_status_warns_where_the_manager_could_remove_hand_made_vips"
+             ", integration/test_lo_managers.py::test_status_and_verify_name_the_manager_and_warn_of_nothing"),
         Kind("rs-ipv6-keep-addr-off", WARNING, "net.ipv6.conf.lo.keep_addr_on_down=0 with IPv6 VIPs: a lo "
              "bounce drops them", "sysctl -w net.ipv6.conf.lo.keep_addr_on_down=1, persisted (dsrprov enroll "
              "{host})",
@@ -91,7 +91,7 @@ CATALOGUE: dict[str, Kind] = {
              proof=f"{_LAB}[dir-keepalived-down]"),
         Kind("dir-vs-missing", ERROR, "a service has no virtual server in IPVS",
              "ansible-playbook dsrprov.dsr.site --limit {host}",
-             proof=f"{_LAB}[dir-keepalived-down]; test_doctor_units.py::test_director_faults_are_named"),
+             proof=f"{_LAB}[dir-keepalived-down]; unit/test_doctor_units.py::test_director_faults_are_named"),
         Kind("dir-not-route", ERROR, "a real server is forwarded by another method than Route (direct "
              "routing)", "ansible-playbook dsrprov.dsr.site --limit {host} (lb_kind DR)",
              proof=f"{_LAB}[dir-not-route]"),

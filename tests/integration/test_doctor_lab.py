@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from dsrprov import lab as labmod
-from tests.conftest import ROOT, run_playbook
+from tests.support import ROOT, run_playbook
 
 pytestmark = pytest.mark.lab
 

@@ -31,13 +31,13 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 COLLECTION = REPO / "src" / "ansible_collections" / "dsrprov" / "dsr"
 ROLE = COLLECTION / "roles" / "dsr_realserver_windows"
 LOOPBACK = COLLECTION / "plugins" / "modules" / "dsr_win_loopback.ps1"
 SCANNED = (ROLE, COLLECTION / "plugins" / "modules", REPO / "molecule" / "windows")
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import powershell_syntax  # noqa: E402
 
 # Windows PowerShell 5.1 compiles Add-Type source with CodeDom's

@@ -11,7 +11,7 @@ from dsrprov.checks.verify import windows_checks
 from dsrprov.connect.winrm import WinRMTarget, parse_windows_facts, probe
 from dsrprov.errors import ConnectError, FailedError
 
-DATA = Path(__file__).parent / "data" / "winrm"
+DATA = Path(__file__).parents[1] / "data" / "winrm"
 SERVICES = [
     {"name": "web", "vip": "192.0.2.10", "port": 80, "protocol": "tcp"},
     {"name": "web6", "vip": "2001:db8::10", "port": 80, "protocol": "tcp"},

@@ -24,8 +24,8 @@ import pytest
 import yaml
 
 from ansible_collections.dsrprov.dsr.plugins.module_utils import kemp_api as kemp
-from tests.conftest import ansible_env, run_playbook, venv_bin
 from tests.kemp_simulator import KempApiSimulator, SimPki, make_pki
+from tests.support import ansible_env, run_playbook, venv_bin
 
 
 @dataclass
@@ -428,7 +428,7 @@ def test_real_server_off_the_loadmaster_networks_refused(lm: Lm, tmp_path: Path)
 
 def test_module_documentation_renders_with_ansible_doc() -> None:
     """DOCUMENTATION, EXAMPLES and RETURN of dsr_kemp_services are valid YAML that ansible-doc renders."""
-    env = {**ansible_env(), "ANSIBLE_COLLECTIONS_PATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env = {**ansible_env(), "ANSIBLE_COLLECTIONS_PATH": str(Path(__file__).resolve().parents[2] / "src")}
     proc = subprocess.run(
         [venv_bin("ansible-doc"), "--json", "dsrprov.dsr.dsr_kemp_services"],
         capture_output=True, text=True, env=env, check=False,

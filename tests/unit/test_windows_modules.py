@@ -27,13 +27,13 @@ import pytest
 import tree_sitter
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 COLLECTION = REPO / "src" / "ansible_collections" / "dsrprov" / "dsr"
 ROLE = COLLECTION / "roles" / "dsr_realserver_windows"
 LIBRARY = COLLECTION / "plugins" / "modules"
 MOLECULE = REPO / "molecule" / "windows"
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import powershell_syntax  # noqa: E402
 
 # --------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from dsrprov import lab as labmod
-from tests.conftest import ROOT, lab_vips
+from tests.support import ROOT, lab_vips
 
 pytestmark = pytest.mark.lab
 

@@ -20,7 +20,7 @@ import yaml
 
 from dsrprov import lab as labmod
 from dsrprov.model.inventory import Inventory
-from tests.conftest import run_playbook
+from tests.support import run_playbook
 
 pytestmark = pytest.mark.lab
 

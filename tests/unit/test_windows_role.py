@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 COLLECTION = REPO / "src" / "ansible_collections" / "dsrprov" / "dsr"
 ROLE = COLLECTION / "roles" / "dsr_realserver_windows"
 LIBRARY = COLLECTION / "plugins" / "modules"
@@ -36,7 +36,7 @@ ACCEPTANCE_ENV = (
     "DSRPROV_WIN_VIPS",
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import powershell_syntax  # noqa: E402
 
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from dsrprov.paths import checkout_root as project_root
-from tests.conftest import venv_bin
+from tests.support import venv_bin
 
 
 def test_readme_variable_tables_match_the_argument_specs() -> None:

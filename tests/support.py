@@ -1,15 +1,13 @@
-"""Shared fixtures: the local lab, started once per test session."""
+"""What unit and integration tests share: the checkout, the venv's commands, the
+playbook runner, the lab's VIPs. No fixture here: the lab fixture is in
+``tests/integration/conftest.py``."""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from dsrprov import lab as labmod
 from dsrprov.model.inventory import Inventory
 from dsrprov.paths import checkout_root, lab_inventory
 from dsrprov.run import playbook as pb
@@ -48,14 +46,5 @@ def lab_vips() -> tuple[str, str]:
     return next(v for v in vips if ":" not in v), next(v for v in vips if ":" in v)
 
 
-@pytest.fixture(scope="session")
-def lab() -> Iterator[labmod.Lab]:
-    """The lab from inventories/lab, up for the session.
-
-    A lab that was already running is reused and left running; one started
-    here is taken down at the end (DSRPROV_KEEP_LAB=1 keeps it)."""
-    was_running = all(labmod.status().values())
-    the_lab = labmod.up()
-    yield the_lab
-    if not was_running and not os.environ.get("DSRPROV_KEEP_LAB"):
-        labmod.down(the_lab)
+TESTS = Path(__file__).resolve().parent
+DATA = TESTS / "data"

@@ -11,7 +11,7 @@ from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_lo_manager 
 from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_lo_persist as persist
 from dsrprov.connect.linux_facts import MARK, parse_probe
 
-DATA = Path(__file__).parent / "data" / "lo"
+DATA = Path(__file__).parents[1] / "data" / "lo"
 V4, V6 = "10.252.0.200", "fd42:d5a:0:4::200"
 VIPS = [V4, V6]
 PROFILE = "NetworkManager profile 'lo' (/etc/NetworkManager/system-connections/lo.nmconnection)"
@@ -228,7 +228,7 @@ def test_rendered_hook_and_drop_in() -> None:
 
 def test_the_cli_probe_reads_lo_with_the_roles_script() -> None:
     text = (
-        (Path(__file__).parent / "data" / "linux" / "probe_configured.txt")
+        (Path(__file__).parents[1] / "data" / "linux" / "probe_configured.txt")
         .read_text()
         .replace(f"{MARK}end@@", f"{MARK}lo@@\n{recorded('nd11-found')}{MARK}end@@")
     )

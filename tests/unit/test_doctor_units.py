@@ -12,7 +12,7 @@ from dsrprov.connect.winrm import parse_windows_facts
 from dsrprov.doctor import director, drpath, linux, run, windows
 from dsrprov.doctor.findings import CATALOGUE, Finding, readme_table
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 MODEL = [
     {"name": "web", "vip": "10.250.0.200", "port": 80, "protocol": "tcp",
      "real_servers": [{"name": "rs1", "address": "10.250.0.11"}, {"name": "rs2", "address": "10.250.0.12"}]},
@@ -131,7 +131,7 @@ def test_every_finding_has_a_fix_and_the_readme_table_lists_them_all() -> None:
     table = readme_table()
     for kind in CATALOGUE.values():
         assert kind.fix and kind.what and f"`{kind.id}`" in table
-    readme = (Path(__file__).parents[1] / "docs" / "troubleshooting.md").read_text()
+    readme = (Path(__file__).parents[2] / "docs" / "troubleshooting.md").read_text()
     assert table in readme
 
 
@@ -185,13 +185,13 @@ def test_an_unreachable_host_is_a_probe_failed_finding_and_exit_3(tmp_path: Path
 def test_every_proof_names_a_test_that_exists() -> None:
     import re
 
-    here = Path(__file__).parent
+    tests = Path(__file__).parents[1]
     for kind in CATALOGUE.values():
         assert kind.proof, kind.id
-        for ref in re.findall(r"(test_\w+\.py)::(test_\w+)", kind.proof):
-            assert f"def {ref[1]}(" in (here / ref[0]).read_text(), (kind.id, ref)
+        for ref in re.findall(r"((?:unit|integration)/test_\w+\.py)::(test_\w+)", kind.proof):
+            assert f"def {ref[1]}(" in (tests / ref[0]).read_text(), (kind.id, ref)
         for param in re.findall(r"\[([\w-]+)\]", kind.proof):
-            assert f'"{param}"' in (here / "test_doctor_lab.py").read_text(), (kind.id, param)
+            assert f'"{param}"' in (tests / "integration" / "test_doctor_lab.py").read_text(), (kind.id, param)
 
 
 def _lo_findings(recording: str) -> list[Finding]:

@@ -21,7 +21,7 @@ from dsrprov import lab as labmod
 from dsrprov.lab import pair
 from dsrprov.lab.load import Load
 from dsrprov.lab.proof import Roles
-from tests.conftest import lab_vips, run_playbook
+from tests.support import lab_vips, run_playbook
 
 pytestmark = pytest.mark.lab
 

@@ -11,7 +11,7 @@ import re
 import pytest
 
 from dsrprov import lab as labmod
-from tests.conftest import run_playbook
+from tests.support import run_playbook
 
 pytestmark = pytest.mark.lab
 

@@ -27,11 +27,11 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 COLLECTION = REPO / "src" / "ansible_collections" / "dsrprov" / "dsr"
 ROLE = COLLECTION / "roles" / "dsr_director"
 MODULES = COLLECTION / "plugins" / "modules"
-DATA = Path(__file__).resolve().parent / "data" / "director"
+DATA = Path(__file__).resolve().parents[1] / "data" / "director"
 KEEPALIVED = shutil.which("keepalived") or next(
     (p for p in ("/usr/sbin/keepalived", "/sbin/keepalived") if os.access(p, os.X_OK)), None
 )

@@ -17,7 +17,7 @@ from dsrprov.model.inventory import Inventory
 from dsrprov.paths import checkout_root as project_root
 from dsrprov.run.playbook import Scrubber, hosts_of, message
 
-DATA = Path(__file__).parent / "data" / "linux"
+DATA = Path(__file__).parents[1] / "data" / "linux"
 SERVICES = [{"name": "web", "vip": "10.250.2.200", "port": 80, "protocol": "tcp"}]
 
 

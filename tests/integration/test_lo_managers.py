@@ -37,7 +37,7 @@ import pytest
 from dsrprov import lab as labmod
 from dsrprov.checks.verify import parse_arping, parse_ndisc6
 from dsrprov.run.playbook import PlaybookRun
-from tests.conftest import ROOT, run_playbook
+from tests.support import ROOT, run_playbook
 
 pytestmark = pytest.mark.lab
 

@@ -11,7 +11,7 @@ import pytest
 
 from dsrprov import lab as labmod
 from dsrprov.lab.proof import Roles, arp_replies, failover, http_get, path_report
-from tests.conftest import lab_vips, run_playbook
+from tests.support import lab_vips, run_playbook
 
 pytestmark = pytest.mark.lab
 
