@@ -22,15 +22,13 @@ import pytest
 import tree_sitter
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
-REPO = Path(__file__).resolve().parent.parent
-COLLECTION = REPO / "src" / "ansible_collections" / "dsrprov" / "dsr"
-ROLE = COLLECTION / "roles" / "dsr_realserver_windows"
-LIBRARY = COLLECTION / "plugins" / "modules"
-MOLECULE = REPO / "molecule" / "windows"
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import powershell_syntax  # noqa: E402
-from test_windows_modules import (  # noqa: E402
+import powershell_syntax
+from test_windows_modules import (
+    LIBRARY,
+    MOLECULE,
+    REPO,
+    ROLE,
     _commands,
     _function,
     _module,

@@ -284,6 +284,28 @@ namespace Dsrprov
             return size;
         }
 
+        // An empty device information set of the Net class; the caller
+        // destroys it.
+        private static IntPtr NewNetSet()
+        {
+            Guid cls = NetClassGuid;
+            IntPtr set = SetupDiCreateDeviceInfoList(ref cls, IntPtr.Zero);
+            if (set == INVALID_HANDLE_VALUE)
+                throw Failure("SetupDiCreateDeviceInfoList");
+            return set;
+        }
+
+        // Open one device into the set: false when no device has that
+        // instance id, any other failure thrown.
+        private static bool OpenDevice(IntPtr set, string instanceId, ref SP_DEVINFO_DATA data)
+        {
+            if (SetupDiOpenDeviceInfoW(set, instanceId, IntPtr.Zero, 0, ref data))
+                return true;
+            if (Marshal.GetLastWin32Error() == ERROR_NO_SUCH_DEVINST)
+                return false;
+            throw Failure("SetupDiOpenDeviceInfoW(" + instanceId + ")");
+        }
+
         private static SP_DEVINFO_DATA NewData()
         {
             SP_DEVINFO_DATA data = new SP_DEVINFO_DATA();
@@ -446,15 +468,13 @@ namespace Dsrprov
         // is thrown: a failed read must never look like "no driver".
         public static bool HasDriver(string instanceId)
         {
-            Guid cls = NetClassGuid;
-            IntPtr set = SetupDiCreateDeviceInfoList(ref cls, IntPtr.Zero);
-            if (set == INVALID_HANDLE_VALUE)
-                throw Failure("SetupDiCreateDeviceInfoList");
+            IntPtr set = NewNetSet();
             try
             {
                 SP_DEVINFO_DATA data = NewData();
-                if (!SetupDiOpenDeviceInfoW(set, instanceId, IntPtr.Zero, 0, ref data))
-                    throw Failure("SetupDiOpenDeviceInfoW(" + instanceId + ")");
+                if (!OpenDevice(set, instanceId, ref data))
+                    throw new Win32Exception(ERROR_NO_SUCH_DEVINST,
+                        FailureMessage("SetupDiOpenDeviceInfoW(" + instanceId + ")", ERROR_NO_SUCH_DEVINST));
                 uint regType;
                 uint needed;
                 byte[] buffer = new byte[512];
@@ -489,19 +509,12 @@ namespace Dsrprov
         public static bool Remove(string instanceId, out bool rebootRequired)
         {
             rebootRequired = false;
-            Guid cls = NetClassGuid;
-            IntPtr set = SetupDiCreateDeviceInfoList(ref cls, IntPtr.Zero);
-            if (set == INVALID_HANDLE_VALUE)
-                throw Failure("SetupDiCreateDeviceInfoList");
+            IntPtr set = NewNetSet();
             try
             {
                 SP_DEVINFO_DATA data = NewData();
-                if (!SetupDiOpenDeviceInfoW(set, instanceId, IntPtr.Zero, 0, ref data))
-                {
-                    if (Marshal.GetLastWin32Error() == ERROR_NO_SUCH_DEVINST)
-                        return false;
-                    throw Failure("SetupDiOpenDeviceInfoW(" + instanceId + ")");
-                }
+                if (!OpenDevice(set, instanceId, ref data))
+                    return false;
                 rebootRequired = RemoveElement(set, ref data);
                 return true;
             }
