@@ -302,7 +302,7 @@ def test_static_driver_repair_only_for_the_one_driverless_device() -> None:
     repair = script.index("::UpdateDriver(")
     # Decided on SetupAPI's answer (no driver key), after refusing when
     # other KM-TEST devices exist (the forced update would restart them).
-    assert script.index("[Dsrprov.LoopbackDevice]::HasDriver($_)") < repair
+    assert script.index("[Dsrprov.LoopbackDevice]::HasDriver($id)") < repair
     assert script.index("elseif ($current.instance_ids.Count -gt 1)") < repair
     assert "reinstalling the driver would restart all of them" in script
     # A failed adapter read stops the module instead of meaning "none".
@@ -409,3 +409,38 @@ def test_static_verify_uses_component_id_the_facts_choice_and_address_state() ->
 def test_static_no_comment_names_the_removed_library_folder() -> None:
     for path in [*MOLECULE.rglob("*.yml"), *MOLECULE.rglob("*.ps1"), REPO / "tests" / "powershell_syntax.py"]:
         assert not re.search(r"\blibrary/", path.read_text(encoding="utf-8")), path
+
+
+# --------------------------------------------------------------------------
+# A PowerShell pitfall the new readers must avoid: a function that returns
+# its array with the unary comma (``return , @(...)``) writes ONE object, so
+# ``f | Where-Object`` would filter the whole array as a single item.
+# --------------------------------------------------------------------------
+
+
+def _piped_array_functions(root: tree_sitter.Node) -> list[str]:
+    array_functions = set()
+    for node in _walk(root):
+        if node.type == "function_statement" and re.search(r"return\s*,", _text(node)):
+            names = [c for c in node.children if c.type == "function_name"]
+            array_functions.add(_text(names[0]).lower())
+    bad = []
+    for node in _walk(root):
+        if node.type != "command" or powershell_syntax._command_name(node).lower() not in array_functions:
+            continue
+        following = node.next_sibling
+        if following is not None and following.type == "|":
+            bad.append(f"line {node.start_point[0] + 1}: {_text(node.parent or node)}")
+    return bad
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_static_no_array_returning_function_is_piped(module: str) -> None:
+    assert _piped_array_functions(_module(module)) == []
+
+
+def test_static_array_pipe_rule_catches_the_fault() -> None:
+    faulty = _tree(
+        "function Get-All { return , @(Get-NetAdapter) }\n$x = @(Get-All | Where-Object { $_.Name -eq 'a' })\n"
+    )
+    assert len(_piped_array_functions(faulty)) == 1

@@ -59,11 +59,13 @@ catch {
 function Invoke-Read {
     # One read; "not found" is an empty answer, any other failure stops.
     param([string]$ReadWhat, [scriptblock]$ReadBlock)
+    # Output is streamed, not returned as one array, so that a pipe after
+    # it sees each object; callers wrap it in @() where they count.
     try {
-        return , @(& $ReadBlock)
+        & $ReadBlock
     }
     catch {
-        if ($_.CategoryInfo.Category -eq 'ObjectNotFound') { return , @() }
+        if ($_.CategoryInfo.Category -eq 'ObjectNotFound') { return }
         $module.FailJson("could not read ${ReadWhat}: $($_.Exception.Message). Nothing was changed.", $_)
     }
 }

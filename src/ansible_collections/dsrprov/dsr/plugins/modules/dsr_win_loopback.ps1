@@ -551,9 +551,10 @@ function Get-ErrorText {
 function Get-AllAdapters {
     # Every network adapter, hidden ones too. A failed query stops the
     # module: "could not read" must never pass for "no adapter", which
-    # would lead to a driver install.
+    # would lead to a driver install. Streamed (no array return), so that
+    # Get-AllAdapters | Where-Object filters adapter by adapter.
     try {
-        return , @(Get-NetAdapter -IncludeHidden -ErrorAction Stop)
+        Get-NetAdapter -IncludeHidden -ErrorAction Stop
     }
     catch {
         $module.FailJson("could not read the network adapters (Get-NetAdapter): $(Get-ErrorText -ErrorRecord $_). Nothing was changed.", $_)
@@ -830,8 +831,11 @@ if ($state -eq 'present') {
         # when it is the one KM-TEST device: UpdateDriverForPlugAndPlayDevices
         # with INSTALLFLAG_FORCE reinstalls the driver of every device with
         # the hardware id, which would restart loopbacks that carry VIPs.
+        $driverless = @()
         try {
-            $driverless = @($current.instance_ids | Where-Object { -not [Dsrprov.LoopbackDevice]::HasDriver($_) })
+            foreach ($id in $current.instance_ids) {
+                if (-not [Dsrprov.LoopbackDevice]::HasDriver($id)) { $driverless += $id }
+            }
         }
         catch {
             $module.FailJson("could not read the driver of the KM-TEST loopback devices ($($current.instance_ids -join ', ')): $(Get-ErrorText -ErrorRecord $_). Nothing was changed.", $_)

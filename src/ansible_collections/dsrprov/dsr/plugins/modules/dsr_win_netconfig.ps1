@@ -78,11 +78,13 @@ function Invoke-Read {
     # other failure stops the module naming what was read: a failed query
     # must never pass for "no address", "no route" or "no adapter".
     param([string]$ReadWhat, [scriptblock]$ReadBlock)
+    # Output is streamed, not returned as one array, so that a pipe after
+    # it sees each object; callers wrap it in @() where they count.
     try {
-        return , @(& $ReadBlock)
+        & $ReadBlock
     }
     catch {
-        if ($_.CategoryInfo.Category -eq 'ObjectNotFound') { return , @() }
+        if ($_.CategoryInfo.Category -eq 'ObjectNotFound') { return }
         $module.FailJson("could not read ${ReadWhat}: $($_.Exception.Message)", $_)
     }
 }
@@ -165,7 +167,7 @@ function Test-CreatedLoopback {
 # --- state readers -----------------------------------------------------------
 function Get-IfState {
     param([int]$Index, [string]$Family)
-    $found = Invoke-Read -ReadWhat "the $Family interface of interface index $Index" -ReadBlock { Get-NetIPInterface -InterfaceIndex $Index -AddressFamily $Family -ErrorAction Stop }
+    $found = @(Invoke-Read -ReadWhat "the $Family interface of interface index $Index" -ReadBlock { Get-NetIPInterface -InterfaceIndex $Index -AddressFamily $Family -ErrorAction Stop })
     if ($found.Count -eq 0) { return $null }
     $ipIf = $found[0]
     return [ordered]@{
@@ -180,7 +182,7 @@ function Get-IfState {
 function Get-LoopbackAddresses {
     param([int]$Index)
     $out = [ordered]@{}
-    $read = Invoke-Read -ReadWhat "the addresses of interface index $Index" -ReadBlock { Get-NetIPAddress -InterfaceIndex $Index -ErrorAction Stop }
+    $read = @(Invoke-Read -ReadWhat "the addresses of interface index $Index" -ReadBlock { Get-NetIPAddress -InterfaceIndex $Index -ErrorAction Stop })
     foreach ($ip in @($read | Sort-Object -Property IPAddress)) {
         $addr = ([string]$ip.IPAddress -split '%')[0]
         # Link-local addresses (fe80::/10, 169.254/16) are the system's own.
@@ -247,7 +249,7 @@ function Add-PriorRoute {
 
 function Get-RegisterDns {
     param([int]$Index)
-    $c = Invoke-Read -ReadWhat "the DNS client settings of interface index $Index" -ReadBlock { Get-DnsClient -InterfaceIndex $Index -ErrorAction Stop }
+    $c = @(Invoke-Read -ReadWhat "the DNS client settings of interface index $Index" -ReadBlock { Get-DnsClient -InterfaceIndex $Index -ErrorAction Stop })
     if ($c.Count -eq 0) { return $null }
     return [bool]$c[0].RegisterThisConnectionsAddress
 }
@@ -277,7 +279,9 @@ function Set-IfValue {
 }
 
 function Get-AllAdapters {
-    return , @(Invoke-Read -ReadWhat 'the network adapters' -ReadBlock { Get-NetAdapter -IncludeHidden -ErrorAction Stop })
+    # Streamed (no array return), so that Get-AllAdapters | Where-Object
+    # filters adapter by adapter.
+    Invoke-Read -ReadWhat 'the network adapters' -ReadBlock { Get-NetAdapter -IncludeHidden -ErrorAction Stop }
 }
 
 function Get-AdapterByGuid {
@@ -296,7 +300,7 @@ function Get-AddressStores {
     param([int]$Index, [string]$Address)
     $stores = @()
     foreach ($store in @('ActiveStore', 'PersistentStore')) {
-        $found = Invoke-Read -ReadWhat "address $Address on interface index $Index ($store)" -ReadBlock { Get-NetIPAddress -InterfaceIndex $Index -IPAddress $Address -PolicyStore $store -ErrorAction Stop }
+        $found = @(Invoke-Read -ReadWhat "address $Address on interface index $Index ($store)" -ReadBlock { Get-NetIPAddress -InterfaceIndex $Index -IPAddress $Address -PolicyStore $store -ErrorAction Stop })
         if ($found.Count -gt 0) { $stores += $store }
     }
     return , $stores
@@ -308,7 +312,7 @@ function Remove-Vip {
     # one store may have removed it from the other).
     param([int]$Index, [string]$Address)
     foreach ($store in @('ActiveStore', 'PersistentStore')) {
-        $found = Invoke-Read -ReadWhat "address $Address on interface index $Index ($store)" -ReadBlock { Get-NetIPAddress -InterfaceIndex $Index -IPAddress $Address -PolicyStore $store -ErrorAction Stop }
+        $found = @(Invoke-Read -ReadWhat "address $Address on interface index $Index ($store)" -ReadBlock { Get-NetIPAddress -InterfaceIndex $Index -IPAddress $Address -PolicyStore $store -ErrorAction Stop })
         if ($found.Count -eq 0) { continue }
         Remove-NetIPAddress -InterfaceIndex $Index -IPAddress $Address -PolicyStore $store -Confirm:$false -ErrorAction Stop
     }
@@ -613,7 +617,7 @@ else {
                     foreach ($record in @($values.DefaultRoutes)) {
                         $route = ConvertFrom-RouteRecord -Record $record
                         foreach ($store in $route.stores) {
-                            $present = Invoke-Read -ReadWhat "route $($route.prefix) via $($route.next_hop) ($store)" -ReadBlock { Get-NetRoute -InterfaceIndex ([int]$adapter.ifIndex) -DestinationPrefix $route.prefix -NextHop $route.next_hop -PolicyStore $store -ErrorAction Stop }
+                            $present = @(Invoke-Read -ReadWhat "route $($route.prefix) via $($route.next_hop) ($store)" -ReadBlock { Get-NetRoute -InterfaceIndex ([int]$adapter.ifIndex) -DestinationPrefix $route.prefix -NextHop $route.next_hop -PolicyStore $store -ErrorAction Stop })
                             if ($present.Count -gt 0) { continue }
                             $missing += "$($route.prefix) via $($route.next_hop) ($store)"
                             Add-Action "$label put back default route $($route.prefix) via $($route.next_hop), metric $($route.metric) ($store)"
