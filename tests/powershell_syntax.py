@@ -198,8 +198,7 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
         p = Path(raw)
         if p.is_dir():
             for child in sorted(p.rglob("*")):
-                # A symlink is checked where its target lives (molecule's
-                # library/ links to the role's module).
+                # A symlink is checked where its target lives.
                 if child.is_symlink():
                     continue
                 if child.is_file() and child.suffix.lower() in PS_SUFFIXES | YAML_SUFFIXES:

@@ -230,7 +230,9 @@ FAKE_SETUPAPI_C = r"""
  * ones named in FAKE_SETUPAPI_FAIL ("Function=0xCODE" or
  * "Function:DIF=0xCODE", comma-separated), setting errno, which Mono
  * returns from Marshal.GetLastWin32Error. Devices that exist:
- * FAKE_SETUPAPI_DEVICES ("INSTANCE=HWID;..."). */
+ * FAKE_SETUPAPI_DEVICES ("INSTANCE=HWID;..."); those without a driver key
+ * (SPDRP_DRIVER): FAKE_SETUPAPI_NODRIVER ("INSTANCE;..."); the Flags that
+ * SetupDiGetDeviceInstallParamsW returns: FAKE_SETUPAPI_INSTALL_FLAGS (hex). */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -240,6 +242,12 @@ FAKE_SETUPAPI_C = r"""
 typedef uint16_t wchar16;
 typedef struct { uint32_t cbSize; uint8_t ClassGuid[16]; uint32_t DevInst; uintptr_t Reserved; } DEVINFO;
 typedef struct { uint32_t cbSize; uint32_t InstallFunction; uint32_t Scope; uint32_t HwProfile; } REMOVEPARAMS;
+/* SP_DEVINSTALL_PARAMS_W as setupapi.h declares it (x64: natural 8-byte packing). */
+typedef struct {
+    uint32_t cbSize; uint32_t Flags; uint32_t FlagsEx; void *hwndParent; void *InstallMsgHandler;
+    void *InstallMsgHandlerContext; void *FileQueue; uintptr_t ClassInstallReserved; uint32_t Reserved;
+    wchar16 DriverPath[260];
+} DEVINSTALLPARAMS;
 
 #define NEW_DEVINST 100u
 static char devices[32][2][128];
@@ -362,13 +370,37 @@ int SetupDiEnumDeviceInfo(void *set, uint32_t index, DEVINFO *data) {
     return 1;
 }
 
+int SetupDiGetDeviceInstallParamsW(void *set, DEVINFO *data, DEVINSTALLPARAMS *params) {
+    const char *flags = getenv("FAKE_SETUPAPI_INSTALL_FLAGS");
+    (void)set;
+    logf_("SetupDiGetDeviceInstallParamsW devinst=%u cbSize=%u native=%u", data->DevInst, params->cbSize,
+          (uint32_t)sizeof(DEVINSTALLPARAMS));
+    if (params->cbSize != sizeof(DEVINSTALLPARAMS)) { errno = 0x6F8; return 0; } /* ERROR_INVALID_USER_BUFFER */
+    if (fail("SetupDiGetDeviceInstallParamsW", -1)) return 0;
+    params->Flags = flags && *flags ? (uint32_t)strtoul(flags, NULL, 16) : 0;
+    return 1;
+}
+
 int SetupDiGetDeviceRegistryPropertyW(void *set, DEVINFO *data, uint32_t prop, uint32_t *type, uint8_t *buf,
                                       uint32_t size, uint32_t *needed) {
     const char *hwid;
     uint32_t bytes;
-    (void)set; (void)prop;
+    (void)set;
     load_devices();
     if (data->DevInst >= (uint32_t)ndevices) { errno = 13; return 0; }
+    if (prop == 0x9) { /* SPDRP_DRIVER */
+        const char *nodriver = getenv("FAKE_SETUPAPI_NODRIVER");
+        const char *key = "{4d36e972-e325-11ce-bfc1-08002be10318}\\0001";
+        logf_("SetupDiGetDeviceRegistryPropertyW prop=0x9 id=%s", devices[data->DevInst][0]);
+        if (fail("SetupDiGetDeviceRegistryPropertyW", 0x9)) return 0;
+        if (nodriver && strstr(nodriver, devices[data->DevInst][0])) { errno = 13; return 0; }
+        bytes = (uint32_t)(strlen(key) + 1) * 2;
+        *needed = bytes;
+        if (type) *type = 1; /* REG_SZ */
+        if (size < bytes) { errno = 122; return 0; }
+        widen(key, (wchar16 *)buf);
+        return 1;
+    }
     hwid = devices[data->DevInst][1];
     bytes = (uint32_t)(strlen(hwid) + 2) * 2;
     *needed = bytes;
@@ -439,7 +471,15 @@ public static class FakeSetupApiDriver
                     Console.WriteLine("reboot=" + Dsrprov.LoopbackDevice.UpdateDriver(args[1], args[2]));
                     break;
                 case "remove":
-                    Console.WriteLine("removed=" + Dsrprov.LoopbackDevice.Remove(args[1]));
+                    bool removeReboot;
+                    bool removed = Dsrprov.LoopbackDevice.Remove(args[1], out removeReboot);
+                    Console.WriteLine("removed=" + removed + " reboot=" + removeReboot);
+                    break;
+                case "hasdriver":
+                    Console.WriteLine("hasdriver=" + Dsrprov.LoopbackDevice.HasDriver(args[1]));
+                    break;
+                case "size":
+                    Console.WriteLine("devinstallparams=" + Dsrprov.LoopbackDevice.DevInstallParamsSize());
                     break;
                 case "find":
                     Console.WriteLine("found=" + String.Join(",", Dsrprov.LoopbackDevice.Find(args[1])));
@@ -515,9 +555,18 @@ class Run:
     calls: list[str]
 
 
-def _run(host: FakeHost, *args: str, fail: str = "", devices: str = "") -> Run:
+def _run(
+    host: FakeHost, *args: str, fail: str = "", devices: str = "", nodriver: str = "", install_flags: str = ""
+) -> Run:
     host.log.unlink(missing_ok=True)
-    env = dict(os.environ, FAKE_SETUPAPI_LOG=str(host.log), FAKE_SETUPAPI_FAIL=fail, FAKE_SETUPAPI_DEVICES=devices)
+    env = dict(
+        os.environ,
+        FAKE_SETUPAPI_LOG=str(host.log),
+        FAKE_SETUPAPI_FAIL=fail,
+        FAKE_SETUPAPI_DEVICES=devices,
+        FAKE_SETUPAPI_NODRIVER=nodriver,
+        FAKE_SETUPAPI_INSTALL_FLAGS=install_flags,
+    )
     result = subprocess.run(
         [shutil.which("mono") or "mono", str(host.exe), *args],
         capture_output=True,
@@ -579,12 +628,13 @@ def test_loopback_remove_sets_devcon_remove_params_first(fake_host: FakeHost) ->
     """Issue 13 point 4: SP_REMOVEDEVICE_PARAMS (DI_REMOVEDEVICE_GLOBAL) before DIF_REMOVE."""
     run = _run(fake_host, "remove", r"ROOT\NET\0003", devices=r"ROOT\NET\0003=*MSLOOP")
     assert run.returncode == 0, run
-    assert run.output == "removed=True"
+    assert run.output == "removed=True reboot=False"
     assert _names(run) == [
         "SetupDiCreateDeviceInfoList",
         "SetupDiOpenDeviceInfoW",
         "SetupDiSetClassInstallParamsW",
         "SetupDiCallClassInstaller",
+        "SetupDiGetDeviceInstallParamsW",
         "SetupDiDestroyDeviceInfoList",
     ]
     assert _call(run, "SetupDiSetClassInstallParamsW").endswith(f"devinst=0 {REMOVE_PARAMS}")
@@ -593,7 +643,7 @@ def test_loopback_remove_sets_devcon_remove_params_first(fake_host: FakeHost) ->
 
 def test_loopback_remove_of_a_missing_device_is_false(fake_host: FakeHost) -> None:
     run = _run(fake_host, "remove", r"ROOT\NET\0009", devices=r"ROOT\NET\0003=*MSLOOP")
-    assert (run.returncode, run.output) == (0, "removed=False")
+    assert (run.returncode, run.output) == (0, "removed=False reboot=False")
     assert "SetupDiCallClassInstaller" not in _names(run)
 
 
@@ -616,9 +666,10 @@ def test_loopback_failed_install_removes_the_half_made_device(fake_host: FakeHos
     assert run.returncode == 1, run
     assert run.output.startswith("exception Win32Exception 0xE0000235: UpdateDriverForPlugAndPlayDevicesW(")
     assert "ERROR_IN_WOW64" in run.output and "(0xE0000235)" in run.output
-    assert _names(run)[-3:] == [
+    assert _names(run)[-4:] == [
         "SetupDiSetClassInstallParamsW",
         "SetupDiCallClassInstaller",
+        "SetupDiGetDeviceInstallParamsW",
         "SetupDiDestroyDeviceInfoList",
     ]
     assert _call(run, "SetupDiSetClassInstallParamsW").endswith(f"devinst=100 {REMOVE_PARAMS}")
@@ -681,3 +732,153 @@ def test_loopback_fake_host_can_fail(fake_host: FakeHost) -> None:
     assert run.returncode == 1
     assert run.calls[:2] == ["SetupDiCreateDeviceInfoList", "  -> fails with 0x00000005"]
     assert "SetupDiCreateDeviceInfoList failed" in run.output and "(0x00000005)" in run.output
+
+
+# --------------------------------------------------------------------------
+# Issue 26 point 4: reboot_required after DIF_REMOVE, as devcon reads it
+# --------------------------------------------------------------------------
+
+DEVICE = r"ROOT\NET\0003=*MSLOOP"
+
+
+@pytest.mark.parametrize(
+    ("flags", "reboot"),
+    [("0", "False"), ("80", "True"), ("100", "True"), ("180", "True"), ("10", "False")],
+)
+def test_loopback_remove_reports_restart_from_the_install_params(fake_host: FakeHost, flags: str, reboot: str) -> None:
+    """DI_NEEDRESTART (0x80) or DI_NEEDREBOOT (0x100) after DIF_REMOVE: reboot_required."""
+    run = _run(fake_host, "remove", r"ROOT\NET\0003", devices=DEVICE, install_flags=flags)
+    assert (run.returncode, run.output) == (0, f"removed=True reboot={reboot}"), run
+    names = _names(run)
+    assert names.index("SetupDiGetDeviceInstallParamsW") == names.index("SetupDiCallClassInstaller") + 1
+    # cbSize as the native side sees it equals its own sizeof on x64: 584.
+    assert _call(run, "SetupDiGetDeviceInstallParamsW") == (
+        "SetupDiGetDeviceInstallParamsW devinst=0 cbSize=584 native=584"
+    )
+
+
+def test_loopback_remove_params_read_failure_is_devcon_no_reboot(fake_host: FakeHost) -> None:
+    """devcon: a failed read after a successful DIF_REMOVE counts as no restart."""
+    run = _run(
+        fake_host,
+        "remove",
+        r"ROOT\NET\0003",
+        devices=DEVICE,
+        install_flags="100",
+        fail="SetupDiGetDeviceInstallParamsW=0x0000000D",
+    )
+    assert (run.returncode, run.output) == (0, "removed=True reboot=False"), run
+
+
+def test_loopback_devinstall_params_size_guard_on_x64(fake_host: FakeHost) -> None:
+    run = _run(fake_host, "size")
+    assert (run.returncode, run.output) == (0, "devinstallparams=584"), run
+
+
+# Both layouts of the C# structs, computed from the C# source the way the
+# marshaller lays out LayoutKind.Sequential (each member at a multiple of
+# min(its alignment, Pack), the size a multiple of the largest), for x86
+# (4-byte pointers) and x64 (8-byte pointers). setupapi.h packs to 1 byte on
+# x86 and 8 on x64; the C# structs carry no Pack, so the marshaller packs
+# them naturally: the sizes must agree with setupapi.h's on both.
+_FIELD = re.compile(
+    r"(?:\[MarshalAs\(UnmanagedType\.ByValTStr,\s*SizeConst\s*=\s*(?P<chars>\d+)\)\]\s*)?"
+    r"public\s+(?P<type>\w+)\s+(?P<name>\w+);"
+)
+_STRUCT = re.compile(r"\[StructLayout\((?P<layout>[^)]*)\)\]\s*public struct (?P<name>\w+)\s*\{(?P<body>[^}]*)\}")
+# setupapi.h's sizes (x86 pack 1, x64 pack 8), from its declarations:
+# SP_DEVINFO_DATA {DWORD; GUID; DWORD; ULONG_PTR}, SP_CLASSINSTALL_HEADER
+# {DWORD; DI_FUNCTION}, SP_REMOVEDEVICE_PARAMS {header; DWORD; DWORD},
+# SP_DEVINSTALL_PARAMS_W {3 DWORD; 4 pointers; ULONG_PTR; DWORD; WCHAR[260]}.
+SETUPAPI_SIZES = {
+    "SP_DEVINFO_DATA": {"x86": 28, "x64": 32},
+    "SP_CLASSINSTALL_HEADER": {"x86": 8, "x64": 8},
+    "SP_REMOVEDEVICE_PARAMS": {"x86": 16, "x64": 16},
+    "SP_DEVINSTALL_PARAMS_W": {"x86": 556, "x64": 584},
+}
+
+
+def _native_layout(fields: list[tuple[int, int]], pack: int) -> int:
+    """Size of a C struct of (size, alignment) members under #pragma pack(pack)."""
+    offset = 0
+    largest = 1
+    for size, align in fields:
+        align = min(align, pack)
+        largest = max(largest, align)
+        offset = (offset + align - 1) // align * align + size
+    return (offset + largest - 1) // largest * largest
+
+
+def _csharp_struct_sizes(text: str, pointer: int) -> dict[str, int]:
+    sizes: dict[str, tuple[int, int]] = {}
+    for match in _STRUCT.finditer(text):
+        assert "Pack" not in match.group("layout"), match.group(0)
+        fields: list[tuple[int, int]] = []
+        for field in _FIELD.finditer(match.group("body")):
+            kind = field.group("type")
+            if field.group("chars"):
+                assert "CharSet.Unicode" in match.group("layout"), match.group("name")
+                fields.append((2 * int(field.group("chars")), 2))
+            elif kind in ("uint", "int"):
+                fields.append((4, 4))
+            elif kind in ("IntPtr", "UIntPtr"):
+                fields.append((pointer, pointer))
+            elif kind == "Guid":
+                fields.append((16, 4))
+            elif kind in sizes:
+                fields.append(sizes[kind])
+            else:
+                raise AssertionError(f"{match.group('name')}.{field.group('name')}: type {kind} not known here")
+        sizes[match.group("name")] = (_native_layout(fields, 8), max(a for _, a in fields))
+    return {name: size for name, (size, _) in sizes.items()}
+
+
+@pytest.mark.parametrize(("platform", "pointer", "pack"), [("x86", 4, 1), ("x64", 8, 8)])
+def test_static_csharp_struct_sizes_match_setupapi_h(platform: str, pointer: int, pack: int) -> None:
+    """Every SetupAPI struct of the module, x86 and x64, against setupapi.h."""
+    text = _loopback_block().text
+    sizes = _csharp_struct_sizes(text, pointer)
+    assert set(sizes) == set(SETUPAPI_SIZES), sizes
+    for name, expected in SETUPAPI_SIZES.items():
+        assert sizes[name] == expected[platform], (name, platform, sizes[name])
+    # The run-time guard in the module names the same numbers.
+    assert f"DevInstallParamsSize{platform.upper()} = {SETUPAPI_SIZES['SP_DEVINSTALL_PARAMS_W'][platform]};" in text
+    # setupapi.h's own layout (pack 1 on x86, 8 on x64) gives the same size.
+    devinstall = [(4, 4)] * 3 + [(pointer, pointer)] * 5 + [(4, 4), (520, 2)]
+    assert _native_layout(devinstall, pack) == SETUPAPI_SIZES["SP_DEVINSTALL_PARAMS_W"][platform]
+
+
+def test_static_csharp_struct_size_check_catches_a_wrong_member() -> None:
+    """Negative test: a DWORD where setupapi.h has a ULONG_PTR, or a short path, is caught."""
+    text = _loopback_block().text.replace(
+        "public UIntPtr ClassInstallReserved;", "public uint ClassInstallReserved;", 1
+    )
+    assert _csharp_struct_sizes(text, 8)["SP_DEVINSTALL_PARAMS_W"] != 584
+    short = _loopback_block().text.replace("SizeConst = 260", "SizeConst = 256", 1)
+    assert _csharp_struct_sizes(short, 4)["SP_DEVINSTALL_PARAMS_W"] != 556
+
+
+# --------------------------------------------------------------------------
+# Issue 26 point 5: "no driver" only from SetupAPI's answer, never a failure
+# --------------------------------------------------------------------------
+
+
+def test_loopback_has_driver_reads_the_driver_key(fake_host: FakeHost) -> None:
+    devices = r"ROOT\NET\0000=*MSLOOP;ROOT\NET\0001=*MSLOOP"
+    with_driver = _run(fake_host, "hasdriver", r"ROOT\NET\0000", devices=devices, nodriver=r"ROOT\NET\0001")
+    assert (with_driver.returncode, with_driver.output) == (0, "hasdriver=True"), with_driver
+    without = _run(fake_host, "hasdriver", r"ROOT\NET\0001", devices=devices, nodriver=r"ROOT\NET\0001")
+    assert (without.returncode, without.output) == (0, "hasdriver=False"), without
+    assert "SetupDiGetDeviceRegistryPropertyW prop=0x9 id=ROOT\\NET\\0001" in without.calls
+
+
+def test_loopback_has_driver_failure_is_an_error_not_no_driver(fake_host: FakeHost) -> None:
+    run = _run(
+        fake_host,
+        "hasdriver",
+        r"ROOT\NET\0000",
+        devices=DEVICE.replace("0003", "0000"),
+        fail="SetupDiGetDeviceRegistryPropertyW:0x9=0x00000005",
+    )
+    assert run.returncode == 1, run
+    assert "SetupDiGetDeviceRegistryPropertyW(SPDRP_DRIVER" in run.output and "(0x00000005)" in run.output

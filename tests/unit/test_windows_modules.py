@@ -227,7 +227,9 @@ def test_static_takeover_records_the_name_before_the_rename() -> None:
     for call in _commands(root, "Save-PriorName", skip_functions=True):
         assert "$module.result.taken_over" in _enclosing_conditions(call)
     taken_over = _text(_function(root, "Test-CreatedByRole"))
-    assert "$Current.marker.instance_id" in taken_over
+    assert "Test-MarkerMatch -Marker $Current.marker" in taken_over
+    marker_match = _text(_function(root, "Test-MarkerMatch"))
+    assert "$Marker.instance_id" in marker_match and "$Marker.interface_guid" in marker_match
 
 
 def test_static_takeover_records_default_routes_before_removing_them() -> None:

@@ -4,6 +4,8 @@
 # administrator rights, which adapter is "the network adapter", and the
 # host's own addresses (for the VIP rules). It never changes anything, so it
 # runs the same in check mode, and it answers before any other step runs.
+# A failed read stops it (only CIM's "not found" counts as none): a query
+# that failed must not look like "no address" and let a VIP through.
 
 #AnsibleRequires -CSharpUtil Ansible.Basic
 
@@ -13,6 +15,9 @@ $spec = @{
         network_name = @{ type = 'str'; default = '' }
         connect_address = @{ type = 'str'; default = '' }
         loopback_hardware_id = @{ type = 'str'; default = '*MSLOOP' }
+        loopback_name = @{ type = 'str'; default = 'loopback' }
+        registry_key = @{ type = 'str'; default = 'HKLM:\SOFTWARE\dsrprov' }
+        vips = @{ type = 'list'; elements = 'str'; default = @() }
     }
     supports_check_mode = $true
 }
@@ -51,23 +56,33 @@ catch {
     $module.Result.os_caption = ''
 }
 
+function Invoke-Read {
+    # One read; "not found" is an empty answer, any other failure stops.
+    param([string]$ReadWhat, [scriptblock]$ReadBlock)
+    # Output is streamed, not returned as one array, so that a pipe after
+    # it sees each object; callers wrap it in @() where they count.
+    try {
+        & $ReadBlock
+    }
+    catch {
+        if ($_.CategoryInfo.Category -eq 'ObjectNotFound') { return }
+        $module.FailJson("could not read ${ReadWhat}: $($_.Exception.Message). Nothing was changed.", $_)
+    }
+}
+
 $loopbackId = $module.Params.loopback_hardware_id
-$adapters = @(Get-NetAdapter -IncludeHidden -ErrorAction SilentlyContinue)
+$adapters = @(Invoke-Read -ReadWhat 'the network adapters' -ReadBlock { Get-NetAdapter -IncludeHidden -ErrorAction Stop })
 
 function Test-LoopbackAdapter {
     param($Adapter)
-    # MSFT_NetAdapter.ComponentID is the hardware id ('*msloop'); the driver
-    # description is what Device Manager shows. Either one identifies it.
-    return (([string]$Adapter.ComponentID) -ieq $loopbackId) -or
-    (([string]$Adapter.DriverDescription) -like 'Microsoft KM-TEST Loopback Adapter*') -or
-    (([string]$Adapter.InterfaceDescription) -like 'Microsoft KM-TEST Loopback Adapter*')
+    # MSFT_NetAdapter.ComponentID is the hardware id ('*msloop'), the same
+    # in every language (the description is translated).
+    return (([string]$Adapter.ComponentID) -ieq $loopbackId)
 }
 
-$loopbackIndexes = @()
 $loopbacks = @()
 foreach ($adapter in $adapters) {
     if (Test-LoopbackAdapter -Adapter $adapter) {
-        $loopbackIndexes += [int]$adapter.ifIndex
         $loopbacks += @{
             name = [string]$adapter.Name
             interface_index = [int]$adapter.ifIndex
@@ -79,11 +94,48 @@ foreach ($adapter in $adapters) {
 }
 $module.Result.loopback_adapters = $loopbacks
 
-# The host's own addresses, except those on KM-TEST loopback adapters: those
-# are the VIPs a previous run put there, not addresses the host "uses".
+# Which KM-TEST adapter the role will use (dsr_win_loopback follows this
+# choice through its interface_guid option): the one with the wanted name,
+# the one the role created (marker: instance id and interface GUID), the one
+# holding a wanted VIP, else the lowest interface index.
+$marker = @{ instance_id = ''; interface_guid = '' }
+if (Test-Path -LiteralPath $module.Params.registry_key) {
+    $props = Get-ItemProperty -LiteralPath $module.Params.registry_key -ErrorAction Stop
+    $names = @($props.PSObject.Properties.Name)
+    if ($names -contains 'LoopbackCreatedByRole' -and [int]$props.LoopbackCreatedByRole -eq 1) {
+        if ($names -contains 'LoopbackInstanceId') { $marker.instance_id = [string]$props.LoopbackInstanceId }
+        if ($names -contains 'LoopbackInterfaceGuid') { $marker.interface_guid = [string]$props.LoopbackInterfaceGuid }
+    }
+}
+$allAddresses = @(Invoke-Read -ReadWhat 'the IP addresses' -ReadBlock { Get-NetIPAddress -ErrorAction Stop })
+$wantedVips = @($module.Params.vips | ForEach-Object {
+        $parsedVip = $null
+        if ([System.Net.IPAddress]::TryParse((($_ -split '/')[0]).Trim(), [ref]$parsedVip)) { $parsedVip.ToString() }
+    })
+$sortedLoopbacks = @($loopbacks | Sort-Object -Property { $_.interface_index })
+$chosen = $null
+$rules = @(
+    @{ how = 'name'; test = { param($l) $l.name -eq $module.Params.loopback_name } },
+    @{ how = 'marker'; test = { param($l) $marker.instance_id -and $l.pnp_device_id -eq $marker.instance_id -and (-not $marker.interface_guid -or $l.interface_guid -eq $marker.interface_guid) } },
+    @{ how = 'vip'; test = { param($l) @($allAddresses | Where-Object { [int]$_.InterfaceIndex -eq $l.interface_index -and $wantedVips -contains (([string]$_.IPAddress -split '%')[0]) }).Count -gt 0 } },
+    @{ how = 'first'; test = { param($l) $true } }
+)
+foreach ($rule in $rules) {
+    $hit = @($sortedLoopbacks | Where-Object { & $rule.test $_ })
+    if ($hit.Count -gt 0) {
+        $chosen = $hit[0].Clone()
+        $chosen.selected_by = $rule.how
+        break
+    }
+}
+$module.Result.loopback = $chosen
+
+# The host's own addresses, except those on the chosen KM-TEST loopback:
+# those are the VIPs a previous run put there. Addresses on any other
+# loopback count: a VIP there is a conflict the preflight must see.
 $hostAddresses = @()
-foreach ($ip in @(Get-NetIPAddress -ErrorAction SilentlyContinue)) {
-    if ($loopbackIndexes -notcontains [int]$ip.InterfaceIndex) {
+foreach ($ip in $allAddresses) {
+    if (-not $chosen -or [int]$ip.InterfaceIndex -ne $chosen.interface_index) {
         $hostAddresses += ([string]$ip.IPAddress -split '%')[0]
     }
 }
@@ -123,7 +175,7 @@ if ($wantedName) {
 if (-not $selected -and $module.Params.connect_address) {
     $parsed = $null
     if ([System.Net.IPAddress]::TryParse($module.Params.connect_address, [ref]$parsed)) {
-        $ip = @(Get-NetIPAddress -IPAddress $parsed.ToString() -ErrorAction SilentlyContinue)
+        $ip = @($allAddresses | Where-Object { (([string]$_.IPAddress -split '%')[0]) -eq $parsed.ToString() })
         if ($ip.Count -gt 0) {
             $match = @($candidates | Where-Object { $_.ifIndex -eq $ip[0].InterfaceIndex })
             if ($match.Count -gt 0) {
@@ -139,12 +191,12 @@ if (-not $selected) {
     foreach ($prefix in @('0.0.0.0/0', '::/0')) {
         $best = $null
         $bestMetric = [int]::MaxValue
-        foreach ($route in @(Get-NetRoute -DestinationPrefix $prefix -ErrorAction SilentlyContinue)) {
+        foreach ($route in @(Invoke-Read -ReadWhat "the routes to $prefix" -ReadBlock { Get-NetRoute -DestinationPrefix $prefix -ErrorAction Stop })) {
             $match = @($candidates | Where-Object { $_.ifIndex -eq $route.InterfaceIndex })
             if ($match.Count -eq 0) { continue }
             $ifMetric = 0
-            $ipIf = Get-NetIPInterface -InterfaceIndex $route.InterfaceIndex -AddressFamily $route.AddressFamily -ErrorAction SilentlyContinue
-            if ($ipIf) { $ifMetric = [int]$ipIf.InterfaceMetric }
+            $ipIf = @(Invoke-Read -ReadWhat "the IP interface $($route.InterfaceIndex)" -ReadBlock { Get-NetIPInterface -InterfaceIndex $route.InterfaceIndex -AddressFamily $route.AddressFamily -ErrorAction Stop })
+            if ($ipIf.Count -gt 0) { $ifMetric = [int]$ipIf[0].InterfaceMetric }
             $total = [int]$route.RouteMetric + $ifMetric
             if ($total -lt $bestMetric) {
                 $bestMetric = $total

@@ -35,9 +35,22 @@ options:
     type: str
     default: ''
   loopback_hardware_id:
-    description: Hardware id of the loopback adapter.
+    description: Hardware id of the loopback adapter (C(ComponentID), the same in every language).
     type: str
     default: '*MSLOOP'
+  loopback_name:
+    description: Name the role gives its loopback; with several KM-TEST adapters the one so named is chosen first.
+    type: str
+    default: loopback
+  registry_key:
+    description: Registry key holding the role's records (the marker of the loopback it created).
+    type: str
+    default: HKLM:\\SOFTWARE\\dsrprov
+  vips:
+    description: The host's VIPs; with several KM-TEST adapters and none named O(loopback_name) or created by the role, the one holding a VIP is chosen.
+    type: list
+    elements: str
+    default: []
 author:
   - dsrprov
 """
@@ -78,10 +91,17 @@ network_adapter:
   type: dict
   sample: {name: Ethernet0, interface_index: 6, interface_guid: '{...}', selected_by: default_route}
 host_addresses:
-  description: Every IP address on the host, except those on KM-TEST loopback adapters.
+  description: Every IP address on the host, except those on the chosen KM-TEST loopback (RV(loopback)); addresses on any other loopback are included.
   returned: always
   type: list
   elements: str
+loopback:
+  description: >-
+    The KM-TEST loopback the role will use (name, interface_index,
+    interface_guid, pnp_device_id, description, selected_by: name, marker,
+    vip or first), or null when there is none.
+  returned: always
+  type: dict
 loopback_adapters:
   description: KM-TEST loopback adapters found (name, interface_index, pnp_device_id).
   returned: always

@@ -19,6 +19,14 @@
 # (Set-NetFirewallRule): a working rule is never removed before its
 # replacement exists, and rules no longer wanted go only after the wanted
 # ones are in place.
+#
+# Each cmdlet is called with its own, literal parameters (no shared splat):
+# New-NetFirewallRule takes -DisplayName and -Group, Set-NetFirewallRule
+# -NewDisplayName, and a reader or a static checker can see which goes where.
+# Set and Remove get the rule object through the pipeline (InputObject), not
+# -Name, and the group is refused if it holds a wildcard character: -Name
+# and -Group of the NetSecurity cmdlets match wildcards.
+#   https://learn.microsoft.com/powershell/module/netsecurity/set-netfirewallrule
 
 #AnsibleRequires -CSharpUtil Ansible.Basic
 
@@ -46,6 +54,9 @@ $spec = @{
 $module = [Ansible.Basic.AnsibleModule]::Create($args, $spec)
 $group = $module.Params.group
 $check = $module.CheckMode
+if ($group -match '[\[\]\*\?]') {
+    $module.FailJson("group '$group' holds a wildcard character ([ ] * ?), which Get-NetFirewallRule -Group would match against other groups. Nothing was changed.")
+}
 $module.Result.changed = $false
 $module.Result.actions = [System.Collections.ArrayList]@()
 
@@ -111,9 +122,22 @@ function Get-RuleState {
     }
 }
 
+# Read the group's rules; "no rule in the group" is the only failure that
+# means none (CIM's ObjectNotFound), any other stops the module.
 $existing = [ordered]@{}
-foreach ($rule in @(Get-NetFirewallRule -Group $group -ErrorAction SilentlyContinue | Sort-Object -Property Name)) {
+$existingRules = @{}
+try {
+    $groupRules = @(Get-NetFirewallRule -Group $group -ErrorAction Stop | Sort-Object -Property Name)
+}
+catch {
+    if ($_.CategoryInfo.Category -ne 'ObjectNotFound') {
+        $module.FailJson("could not read the firewall rules of group '$group': $($_.Exception.Message). Nothing was changed.", $_)
+    }
+    $groupRules = @()
+}
+foreach ($rule in $groupRules) {
     $existing[[string]$rule.Name] = Get-RuleState -Rule $rule
+    $existingRules[[string]$rule.Name] = $rule
 }
 
 $wanted = [ordered]@{}
@@ -157,27 +181,15 @@ foreach ($name in @($wanted.Keys)) {
     $what = "$($want.protocol.ToUpperInvariant())/$($want.port) on $($want.local_address)"
     $services = ''
     if ($want.services -and $want.services.Count -gt 0) { $services = " ($($want.services -join ', '))" }
-    $ruleParams = @{
-        Name = $name
-        Description = "Direct Server Return: allow $what$services. The VIP sits on the KM-TEST loopback, an unidentified (Public) network. Managed by dsrprov (Ansible role dsr_realserver_windows)."
-        Direction = 'Inbound'
-        Action = 'Allow'
-        Enabled = 'True'
-        Profile = $fwProfile
-        Protocol = $want.protocol.ToUpperInvariant()
-        LocalPort = $want.port
-        LocalAddress = $want.local_address
-        ErrorAction = 'Stop'
-    }
+    $description = "Direct Server Return: allow $what$services. The VIP sits on the KM-TEST loopback, an unidentified (Public) network. Managed by dsrprov (Ansible role dsr_realserver_windows)."
+    $displayName = "dsrprov DSR $what"
+    $protocol = $want.protocol.ToUpperInvariant()
     if ($have) {
         # In place: the rule keeps working until the new values are set.
-        $ruleParams.NewDisplayName = "dsrprov DSR $what"
-        Set-NetFirewallRule @ruleParams
+        $existingRules[$name] | Set-NetFirewallRule -NewDisplayName $displayName -Description $description -Direction Inbound -Action Allow -Enabled True -Profile $fwProfile -Protocol $protocol -LocalPort $want.port -LocalAddress $want.local_address -ErrorAction Stop
     }
     else {
-        $ruleParams.DisplayName = "dsrprov DSR $what"
-        $ruleParams.Group = $group
-        New-NetFirewallRule @ruleParams | Out-Null
+        New-NetFirewallRule -Name $name -DisplayName $displayName -Group $group -Description $description -Direction Inbound -Action Allow -Enabled True -Profile $fwProfile -Protocol $protocol -LocalPort $want.port -LocalAddress $want.local_address -ErrorAction Stop | Out-Null
     }
 }
 
@@ -186,7 +198,7 @@ foreach ($name in @($existing.Keys)) {
     if (-not $wanted.Contains($name)) {
         $module.Result.changed = $true
         [void]$module.Result.actions.Add("remove rule $name")
-        if (-not $check) { Remove-NetFirewallRule -Name $name -ErrorAction Stop }
+        if (-not $check) { $existingRules[$name] | Remove-NetFirewallRule -ErrorAction Stop }
     }
 }
 

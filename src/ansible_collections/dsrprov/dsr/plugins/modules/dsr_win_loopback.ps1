@@ -26,7 +26,21 @@
 # SP_REMOVEDEVICE_PARAMS{ {sizeof(SP_CLASSINSTALL_HEADER), DIF_REMOVE},
 # DI_REMOVEDEVICE_GLOBAL, 0 }, sizeof(SP_REMOVEDEVICE_PARAMS)), then
 # SetupDiCallClassInstaller(DIF_REMOVE) (the default handler is
-# SetupDiRemoveDevice, which deletes every trace of the instance).
+# SetupDiRemoveDevice, which deletes every trace of the instance), then, as
+# devcon's RemoveCallback does, SetupDiGetDeviceInstallParamsW: Windows asks
+# for a restart with DI_NEEDRESTART (0x80) or DI_NEEDREBOOT (0x100) in Flags.
+#   https://learn.microsoft.com/windows/win32/api/setupapi/nf-setupapi-setupdigetdeviceinstallparamsw
+#   https://learn.microsoft.com/windows/win32/api/setupapi/ns-setupapi-sp_devinstall_params_w
+# SP_DEVINSTALL_PARAMS_W: 3 DWORDs, 4 pointer-sized members (HWND, callback,
+# context, HSPFILEQ), ULONG_PTR, DWORD, WCHAR[MAX_PATH=260]. setupapi.h packs
+# its structures to 1 byte on 32-bit Windows and 8 on 64-bit: 556 bytes on
+# x86 (no member is wider than 4 bytes there, so no padding either way) and
+# 584 on x64 (4 bytes of padding before hwndParent, 4 at the end).
+# DevInstallParamsSize checks that at run time; tests/test_windows_csharp.py
+# computes both layouts from this source.
+# A device is "without driver" when SPDRP_DRIVER (0x9, the driver key) is
+# missing: SetupDiGetDeviceRegistryPropertyW then fails with
+# ERROR_INVALID_DATA (13), as its documentation says for a missing property.
 # Constants: DICD_GENERATE_ID 0x1, SPDRP_HARDWAREID 0x1, DIF_REMOVE 0x5,
 # DIF_REGISTERDEVICE 0x19, DIGCF_PRESENT 0x2, DI_REMOVEDEVICE_GLOBAL 0x1,
 # INSTALLFLAG_FORCE 0x1, INSTALLFLAG_NONINTERACTIVE 0x4 (setupapi.h, newdev.h).
@@ -44,6 +58,8 @@ $spec = @{
         inf_path = @{ type = 'str'; default = '' }
         registry_key = @{ type = 'str'; default = 'HKLM:\SOFTWARE\dsrprov' }
         wait_seconds = @{ type = 'int'; default = 60 }
+        interface_guid = @{ type = 'str'; default = '' }
+        vips = @{ type = 'list'; elements = 'str'; default = @() }
     }
     supports_check_mode = $true
 }
@@ -79,6 +95,14 @@ namespace Dsrprov
         private const uint DI_REMOVEDEVICE_GLOBAL = 0x00000001;
         private const uint INSTALLFLAG_FORCE = 0x00000001;
         private const uint INSTALLFLAG_NONINTERACTIVE = 0x00000004;
+        private const uint SPDRP_DRIVER = 0x00000009;
+        private const uint DI_NEEDRESTART = 0x00000080;
+        private const uint DI_NEEDREBOOT = 0x00000100;
+        private const int ERROR_INVALID_DATA = 13;
+        private const int ERROR_INSUFFICIENT_BUFFER = 122;
+        // sizeof(SP_DEVINSTALL_PARAMS_W) in setupapi.h: x86 (pack 1), x64 (pack 8).
+        public const int DevInstallParamsSizeX86 = 556;
+        public const int DevInstallParamsSizeX64 = 584;
         // Every driver install runs over WinRM, where no UI can be shown.
         public const uint InstallFlags = INSTALLFLAG_FORCE | INSTALLFLAG_NONINTERACTIVE;
         private const int ERROR_NO_MORE_ITEMS = 259;
@@ -153,6 +177,27 @@ namespace Dsrprov
             public uint HwProfile;
         }
 
+        // SP_DEVINSTALL_PARAMS_W (setupapi.h); sizes above.
+        [StructLayout(LayoutKind.Sequential, CharSet = CharSet.Unicode)]
+        public struct SP_DEVINSTALL_PARAMS_W
+        {
+            public uint cbSize;
+            public uint Flags;
+            public uint FlagsEx;
+            public IntPtr hwndParent;
+            public IntPtr InstallMsgHandler;
+            public IntPtr InstallMsgHandlerContext;
+            public IntPtr FileQueue;
+            public UIntPtr ClassInstallReserved;
+            public uint Reserved;
+            [MarshalAs(UnmanagedType.ByValTStr, SizeConst = 260)]
+            public string DriverPath;
+        }
+
+        [DllImport("setupapi.dll", CharSet = CharSet.Unicode, SetLastError = true)]
+        private static extern bool SetupDiGetDeviceInstallParamsW(IntPtr DeviceInfoSet,
+            ref SP_DEVINFO_DATA DeviceInfoData, ref SP_DEVINSTALL_PARAMS_W DeviceInstallParams);
+
         [DllImport("setupapi.dll", SetLastError = true)]
         private static extern IntPtr SetupDiCreateDeviceInfoList(ref Guid ClassGuid, IntPtr hwndParent);
 
@@ -224,6 +269,41 @@ namespace Dsrprov
         {
             int code = Marshal.GetLastWin32Error();
             return new Win32Exception(code, FailureMessage(call, code));
+        }
+
+        // The size the marshaller gives SP_DEVINSTALL_PARAMS_W, checked
+        // against setupapi.h for this process's bitness: a wrong cbSize makes
+        // SetupDiGetDeviceInstallParamsW fail with ERROR_INVALID_USER_BUFFER.
+        public static int DevInstallParamsSize()
+        {
+            int size = Marshal.SizeOf(typeof(SP_DEVINSTALL_PARAMS_W));
+            int expected = IntPtr.Size == 4 ? DevInstallParamsSizeX86 : DevInstallParamsSizeX64;
+            if (size != expected)
+                throw new InvalidOperationException(String.Format(
+                    "SP_DEVINSTALL_PARAMS_W marshals to {0} bytes, setupapi.h says {1}", size, expected));
+            return size;
+        }
+
+        // An empty device information set of the Net class; the caller
+        // destroys it.
+        private static IntPtr NewNetSet()
+        {
+            Guid cls = NetClassGuid;
+            IntPtr set = SetupDiCreateDeviceInfoList(ref cls, IntPtr.Zero);
+            if (set == INVALID_HANDLE_VALUE)
+                throw Failure("SetupDiCreateDeviceInfoList");
+            return set;
+        }
+
+        // Open one device into the set: false when no device has that
+        // instance id, any other failure thrown.
+        private static bool OpenDevice(IntPtr set, string instanceId, ref SP_DEVINFO_DATA data)
+        {
+            if (SetupDiOpenDeviceInfoW(set, instanceId, IntPtr.Zero, 0, ref data))
+                return true;
+            if (Marshal.GetLastWin32Error() == ERROR_NO_SUCH_DEVINST)
+                return false;
+            throw Failure("SetupDiOpenDeviceInfoW(" + instanceId + ")");
         }
 
         private static SP_DEVINFO_DATA NewData()
@@ -307,8 +387,10 @@ namespace Dsrprov
 
         // Remove one device of the set the way devcon does: the remove
         // parameters (global scope: every hardware profile) first, then
-        // DIF_REMOVE.
-        private static void RemoveElement(IntPtr set, ref SP_DEVINFO_DATA data)
+        // DIF_REMOVE, then the install params: true when Windows asks for a
+        // restart (DI_NEEDRESTART | DI_NEEDREBOOT). Like devcon, a failed
+        // read of the params after a successful removal means no restart.
+        private static bool RemoveElement(IntPtr set, ref SP_DEVINFO_DATA data)
         {
             SP_REMOVEDEVICE_PARAMS parameters = new SP_REMOVEDEVICE_PARAMS();
             parameters.ClassInstallHeader.cbSize = (uint)Marshal.SizeOf(typeof(SP_CLASSINSTALL_HEADER));
@@ -320,6 +402,11 @@ namespace Dsrprov
                 throw Failure("SetupDiSetClassInstallParamsW(DIF_REMOVE)");
             if (!SetupDiCallClassInstaller(DIF_REMOVE, set, ref data))
                 throw Failure("SetupDiCallClassInstaller(DIF_REMOVE)");
+            SP_DEVINSTALL_PARAMS_W installParams = new SP_DEVINSTALL_PARAMS_W();
+            installParams.cbSize = (uint)DevInstallParamsSize();
+            if (!SetupDiGetDeviceInstallParamsW(set, ref data, ref installParams))
+                return false;
+            return (installParams.Flags & (DI_NEEDRESTART | DI_NEEDREBOOT)) != 0;
         }
 
         // Create the root-enumerated device and install infPath for it.
@@ -376,6 +463,37 @@ namespace Dsrprov
             }
         }
 
+        // Whether the device has a driver installed (its driver key,
+        // SPDRP_DRIVER, exists). Any failure other than "no such property"
+        // is thrown: a failed read must never look like "no driver".
+        public static bool HasDriver(string instanceId)
+        {
+            IntPtr set = NewNetSet();
+            try
+            {
+                SP_DEVINFO_DATA data = NewData();
+                if (!OpenDevice(set, instanceId, ref data))
+                    throw new Win32Exception(ERROR_NO_SUCH_DEVINST,
+                        FailureMessage("SetupDiOpenDeviceInfoW(" + instanceId + ")", ERROR_NO_SUCH_DEVINST));
+                uint regType;
+                uint needed;
+                byte[] buffer = new byte[512];
+                if (SetupDiGetDeviceRegistryPropertyW(set, ref data, SPDRP_DRIVER, out regType, buffer,
+                        (uint)buffer.Length, out needed))
+                    return true;
+                int code = Marshal.GetLastWin32Error();
+                if (code == ERROR_INVALID_DATA)
+                    return false;
+                if (code == ERROR_INSUFFICIENT_BUFFER)
+                    return true;
+                throw new Win32Exception(code, FailureMessage("SetupDiGetDeviceRegistryPropertyW(SPDRP_DRIVER, " + instanceId + ")", code));
+            }
+            finally
+            {
+                SetupDiDestroyDeviceInfoList(set);
+            }
+        }
+
         // Bind the driver again to every device with hardwareId (repair of a
         // device that exists without its driver).
         public static bool UpdateDriver(string hardwareId, string infPath)
@@ -386,23 +504,18 @@ namespace Dsrprov
             return reboot;
         }
 
-        // Remove one device by instance id. False when it does not exist.
-        public static bool Remove(string instanceId)
+        // Remove one device by instance id. False when it does not exist;
+        // rebootRequired as the device install params say after DIF_REMOVE.
+        public static bool Remove(string instanceId, out bool rebootRequired)
         {
-            Guid cls = NetClassGuid;
-            IntPtr set = SetupDiCreateDeviceInfoList(ref cls, IntPtr.Zero);
-            if (set == INVALID_HANDLE_VALUE)
-                throw Failure("SetupDiCreateDeviceInfoList");
+            rebootRequired = false;
+            IntPtr set = NewNetSet();
             try
             {
                 SP_DEVINFO_DATA data = NewData();
-                if (!SetupDiOpenDeviceInfoW(set, instanceId, IntPtr.Zero, 0, ref data))
-                {
-                    if (Marshal.GetLastWin32Error() == ERROR_NO_SUCH_DEVINST)
-                        return false;
-                    throw Failure("SetupDiOpenDeviceInfoW(" + instanceId + ")");
-                }
-                RemoveElement(set, ref data);
+                if (!OpenDevice(set, instanceId, ref data))
+                    return false;
+                rebootRequired = RemoveElement(set, ref data);
                 return true;
             }
             finally
@@ -435,6 +548,39 @@ function Get-ErrorText {
     return $e.Message
 }
 
+function Get-AllAdapters {
+    # Every network adapter, hidden ones too. A failed query stops the
+    # module: "could not read" must never pass for "no adapter", which
+    # would lead to a driver install. Streamed (no array return), so that
+    # Get-AllAdapters | Where-Object filters adapter by adapter.
+    try {
+        Get-NetAdapter -IncludeHidden -ErrorAction Stop
+    }
+    catch {
+        $module.FailJson("could not read the network adapters (Get-NetAdapter): $(Get-ErrorText -ErrorRecord $_). Nothing was changed.", $_)
+    }
+}
+
+function Get-VipAdapterIndexes {
+    # Interface indexes holding one of the wanted VIPs, in either policy
+    # store. Read-only; an address that is not there is not an error.
+    $indexes = @()
+    foreach ($vip in $module.Params.vips) {
+        $bare = ($vip -split '/')[0].Trim()
+        foreach ($store in @('ActiveStore', 'PersistentStore')) {
+            try {
+                $indexes += @(Get-NetIPAddress -IPAddress $bare -PolicyStore $store -ErrorAction Stop | ForEach-Object { [int]$_.InterfaceIndex })
+            }
+            catch {
+                if ($_.CategoryInfo.Category -ne 'ObjectNotFound') {
+                    $module.FailJson("could not read the addresses (Get-NetIPAddress -IPAddress $bare -PolicyStore $store): $(Get-ErrorText -ErrorRecord $_). Nothing was changed.", $_)
+                }
+            }
+        }
+    }
+    return , @($indexes | Sort-Object -Unique)
+}
+
 function Save-PriorName {
     # Taking over a loopback made by hand (the vendor manual's way): record
     # its name before the first rename, where dsr_win_netconfig keeps every
@@ -444,22 +590,31 @@ function Save-PriorName {
     if (-not $Guid) { return }
     $key = "$regKey\prior\$Guid"
     if (-not (Test-Path -LiteralPath $key)) { New-Item -Path $key -Force | Out-Null }
-    $existing = Get-ItemProperty -LiteralPath $key -ErrorAction SilentlyContinue
+    $existing = Get-ItemProperty -LiteralPath $key -ErrorAction Stop
     if ($existing -and ($existing.PSObject.Properties.Name -contains 'name')) { return }
     New-ItemProperty -LiteralPath $key -Name 'name' -Value $Value -PropertyType String -Force | Out-Null
+}
+
+function Test-MarkerMatch {
+    # True when the marker names this adapter's device: same instance id
+    # and, once recorded, the same interface GUID. Windows can give a
+    # reused ROOT\NET\nnnn to a device made by hand; its GUID differs.
+    param($Marker, $Adapter)
+    if (-not $Marker.created -or -not $Adapter) { return $false }
+    if ([string]$Adapter.PnPDeviceID -ne [string]$Marker.instance_id) { return $false }
+    return ((-not $Marker.interface_guid) -or ([string]$Adapter.InterfaceGuid -eq [string]$Marker.interface_guid))
 }
 
 function Test-CreatedByRole {
     # True when this role installed the adapter (its marker names it).
     param($Current)
-    return ([bool]$Current.marker.created -and $Current.adapter -and
-        ([string]$Current.adapter.PnPDeviceID -eq [string]$Current.marker.instance_id))
+    return (Test-MarkerMatch -Marker $Current.marker -Adapter $Current.adapter)
 }
 
 function Get-Marker {
-    $marker = @{ created = $false; instance_id = '' }
+    $marker = @{ created = $false; instance_id = ''; interface_guid = '' }
     if (Test-Path -LiteralPath $regKey) {
-        $props = Get-ItemProperty -LiteralPath $regKey -ErrorAction SilentlyContinue
+        $props = Get-ItemProperty -LiteralPath $regKey -ErrorAction Stop
         if ($props) {
             if ($props.PSObject.Properties.Name -contains 'LoopbackCreatedByRole') {
                 $marker.created = ([int]$props.LoopbackCreatedByRole -eq 1)
@@ -467,24 +622,35 @@ function Get-Marker {
             if ($props.PSObject.Properties.Name -contains 'LoopbackInstanceId') {
                 $marker.instance_id = [string]$props.LoopbackInstanceId
             }
+            if ($props.PSObject.Properties.Name -contains 'LoopbackInterfaceGuid') {
+                $marker.interface_guid = [string]$props.LoopbackInterfaceGuid
+            }
         }
     }
     return $marker
 }
 
 function Set-Marker {
-    param([string]$InstanceId)
+    # The device instance id at once (a crash before the adapter appears
+    # still leaves a trace), the interface GUID as soon as it exists.
+    param([string]$InstanceId, [string]$InterfaceGuid)
     if (-not (Test-Path -LiteralPath $regKey)) {
         New-Item -Path $regKey -Force | Out-Null
     }
     New-ItemProperty -LiteralPath $regKey -Name 'LoopbackCreatedByRole' -Value 1 -PropertyType DWord -Force | Out-Null
     New-ItemProperty -LiteralPath $regKey -Name 'LoopbackInstanceId' -Value $InstanceId -PropertyType String -Force | Out-Null
+    if ($InterfaceGuid) {
+        New-ItemProperty -LiteralPath $regKey -Name 'LoopbackInterfaceGuid' -Value $InterfaceGuid -PropertyType String -Force | Out-Null
+    }
 }
 
 function Clear-Marker {
     if (Test-Path -LiteralPath $regKey) {
-        foreach ($valueName in @('LoopbackCreatedByRole', 'LoopbackInstanceId')) {
-            Remove-ItemProperty -LiteralPath $regKey -Name $valueName -ErrorAction SilentlyContinue
+        $props = Get-ItemProperty -LiteralPath $regKey -ErrorAction Stop
+        foreach ($valueName in @('LoopbackCreatedByRole', 'LoopbackInstanceId', 'LoopbackInterfaceGuid')) {
+            if ($props.PSObject.Properties.Name -contains $valueName) {
+                Remove-ItemProperty -LiteralPath $regKey -Name $valueName -ErrorAction Stop
+            }
         }
         $left = Get-Item -LiteralPath $regKey
         if ($left.ValueCount -eq 0 -and $left.SubKeyCount -eq 0) {
@@ -496,26 +662,53 @@ function Clear-Marker {
 function Get-LoopbackAdapter {
     param([string[]]$InstanceIds)
     $result = @()
-    foreach ($adapter in @(Get-NetAdapter -IncludeHidden -ErrorAction SilentlyContinue)) {
+    foreach ($adapter in (Get-AllAdapters)) {
         if ($InstanceIds -contains [string]$adapter.PnPDeviceID) {
             $result += $adapter
         }
     }
-    return , $result
+    # SetupAPI order is no order: sort by interface index, so "the first"
+    # is the same on every run.
+    return , @($result | Sort-Object -Property ifIndex)
+}
+
+function Select-Loopback {
+    # Which KM-TEST adapter is "ours", in this order: the interface GUID the
+    # role's preflight chose (dsr_win_facts applies the same rules), the one
+    # with the wanted name, the one this role created (marker), the one
+    # holding a wanted VIP, else the lowest interface index.
+    param($Adapters, $Marker)
+    if ($Adapters.Count -eq 0) { return $null }
+    $wantedGuid = $module.Params.interface_guid
+    if ($wantedGuid) {
+        $byGuid = @($Adapters | Where-Object { [string]$_.InterfaceGuid -eq $wantedGuid })
+        if ($byGuid.Count -gt 0) { return $byGuid[0] }
+    }
+    $byName = @($Adapters | Where-Object { [string]$_.Name -eq $name })
+    if ($byName.Count -gt 0) { return $byName[0] }
+    $byMarker = @($Adapters | Where-Object { Test-MarkerMatch -Marker $Marker -Adapter $_ })
+    if ($byMarker.Count -gt 0) { return $byMarker[0] }
+    if ($module.Params.vips.Count -gt 0) {
+        $holding = Get-VipAdapterIndexes
+        $byVip = @($Adapters | Where-Object { $holding -contains [int]$_.ifIndex })
+        if ($byVip.Count -gt 0) { return $byVip[0] }
+    }
+    return $Adapters[0]
 }
 
 function Get-LoopbackState {
-    $ids = @([Dsrprov.LoopbackDevice]::Find($hardwareId))
+    try {
+        $ids = @([Dsrprov.LoopbackDevice]::Find($hardwareId))
+    }
+    catch {
+        $module.FailJson("could not list the KM-TEST loopback devices: $(Get-ErrorText -ErrorRecord $_). Nothing was changed.", $_)
+    }
     $adapters = Get-LoopbackAdapter -InstanceIds $ids
     $marker = Get-Marker
-    # Which one is "ours": the one with the wanted name, else the one this
-    # role created, else the first.
-    $chosen = @($adapters | Where-Object { $_.Name -eq $name }) + @($adapters | Where-Object { $_.PnPDeviceID -eq $marker.instance_id }) + @($adapters)
-    $adapter = $null
-    if ($chosen.Count -gt 0) { $adapter = $chosen[0] }
     return @{
         instance_ids = $ids
-        adapter = $adapter
+        adapters = $adapters
+        adapter = (Select-Loopback -Adapters $adapters -Marker $marker)
         marker = $marker
     }
 }
@@ -544,7 +737,7 @@ function ConvertTo-DiffState {
 function Set-Result {
     param($Current)
     $module.Result.instance_ids = @($Current.instance_ids)
-    $module.Result.created_by_role = [bool]$Current.marker.created
+    $module.Result.created_by_role = [bool](Test-CreatedByRole -Current $Current)
     if ($Current.adapter) {
         $module.Result.name = [string]$Current.adapter.Name
         $module.Result.interface_index = [int]$Current.adapter.ifIndex
@@ -578,15 +771,17 @@ $current = Get-LoopbackState
 $before = ConvertTo-DiffState -Current $current
 $module.Diff.before = $before
 $after = ConvertTo-DiffState -Current $current
+$renameTo = $null
 
 if ($state -eq 'present') {
     if (-not (Test-Path -LiteralPath $infPath)) {
         $module.FailJson("the loopback driver '$infPath' does not exist on this host: the Microsoft KM-TEST Loopback Adapter cannot be installed. Nothing was changed.")
     }
 
-    # A conflicting, non-loopback adapter already uses the wanted name.
-    $clash = @(Get-NetAdapter -IncludeHidden -Name $name -ErrorAction SilentlyContinue | Where-Object {
-            $current.instance_ids -notcontains [string]$_.PnPDeviceID
+    # A conflicting, non-loopback adapter already uses the wanted name. The
+    # name is compared, never passed to -Name (which takes wildcards).
+    $clash = @(Get-AllAdapters | Where-Object {
+            [string]$_.Name -eq $name -and $current.instance_ids -notcontains [string]$_.PnPDeviceID
         })
     if ($clash.Count -gt 0) {
         $module.FailJson("an adapter named '$name' exists and is not a KM-TEST loopback ($($clash[0].InterfaceDescription)); choose another dsr_realserver_windows_loopback_name. Nothing was changed.")
@@ -614,50 +809,83 @@ if ($state -eq 'present') {
             $adapter = Wait-Adapter -InstanceId $newId
             if (-not $adapter) {
                 # The driver did not come up: undo, so a re-run starts clean.
+                $removeReboot = $false
                 try {
-                    [Dsrprov.LoopbackDevice]::Remove($newId) | Out-Null
+                    [Dsrprov.LoopbackDevice]::Remove($newId, [ref]$removeReboot) | Out-Null
                 }
                 catch {
                     # The marker stays, so state=absent (or a re-run) finds it.
                     $module.FailJson("the Microsoft KM-TEST Loopback Adapter was installed ($newId) but no network adapter appeared within $($module.Params.wait_seconds) s, and removing the device failed: $(Get-ErrorText -ErrorRecord $_). See %windir%\inf\setupapi.dev.log.", $_)
                 }
                 Clear-Marker
+                $module.Result.reboot_required = [bool]$removeReboot
                 $module.FailJson("the Microsoft KM-TEST Loopback Adapter was installed ($newId) but no network adapter appeared within $($module.Params.wait_seconds) s; the device was removed again. See %windir%\inf\setupapi.dev.log.")
             }
+            Set-Marker -InstanceId $newId -InterfaceGuid ([string]$adapter.InterfaceGuid)
             $current = Get-LoopbackState
         }
     }
     elseif (-not $current.adapter) {
-        # A device exists without its driver (an interrupted install): bind it.
-        $module.Result.changed = $true
-        $after.driver_bound = $true
-        $after.name = $name
-        if (-not $module.CheckMode) {
-            try {
-                $module.Result.reboot_required = [bool][Dsrprov.LoopbackDevice]::UpdateDriver($hardwareId, $infPath)
+        # Devices exist but none has a network adapter. Only a device that
+        # truly has no driver (SetupAPI: no driver key) is repaired, and only
+        # when it is the one KM-TEST device: UpdateDriverForPlugAndPlayDevices
+        # with INSTALLFLAG_FORCE reinstalls the driver of every device with
+        # the hardware id, which would restart loopbacks that carry VIPs.
+        $driverless = @()
+        try {
+            foreach ($id in $current.instance_ids) {
+                if (-not [Dsrprov.LoopbackDevice]::HasDriver($id)) { $driverless += $id }
             }
-            catch {
-                $module.FailJson("the Microsoft KM-TEST Loopback Adapter exists ($($current.instance_ids -join ', ')) but its driver failed to install: $(Get-ErrorText -ErrorRecord $_)", $_)
+        }
+        catch {
+            $module.FailJson("could not read the driver of the KM-TEST loopback devices ($($current.instance_ids -join ', ')): $(Get-ErrorText -ErrorRecord $_). Nothing was changed.", $_)
+        }
+        if ($driverless.Count -eq 0) {
+            # A driver is there, the adapter not yet (still starting): wait.
+            $adapter = $null
+            if (-not $module.CheckMode) { $adapter = Wait-Adapter -InstanceId $current.instance_ids[0] }
+            if (-not $adapter -and -not $module.CheckMode) {
+                $module.FailJson("the KM-TEST loopback device $($current.instance_ids -join ', ') has its driver but no network adapter appeared within $($module.Params.wait_seconds) s (the driver may have failed to start: see Device Manager and %windir%\inf\setupapi.dev.log). Nothing was changed.")
             }
-            $null = Wait-Adapter -InstanceId $current.instance_ids[0]
             $current = Get-LoopbackState
-            if (-not $current.adapter) {
-                $module.FailJson("the Microsoft KM-TEST Loopback Adapter driver was installed but no network adapter appeared within $($module.Params.wait_seconds) s. See %windir%\inf\setupapi.dev.log.")
+        }
+        elseif ($current.instance_ids.Count -gt 1) {
+            $module.FailJson("the KM-TEST loopback device $($driverless -join ', ') has no driver, and other KM-TEST loopbacks exist ($($current.instance_ids -join ', ')): reinstalling the driver would restart all of them. Remove or repair that device in Device Manager, then run again. Nothing was changed.")
+        }
+        else {
+            # 1b. The one device has no driver (an interrupted install): bind it.
+            $module.Result.changed = $true
+            $after.driver_bound = $true
+            $after.name = $name
+            if (-not $module.CheckMode) {
+                try {
+                    $module.Result.reboot_required = [bool][Dsrprov.LoopbackDevice]::UpdateDriver($hardwareId, $infPath)
+                }
+                catch {
+                    $module.FailJson("the Microsoft KM-TEST Loopback Adapter exists ($($driverless[0])) but its driver failed to install: $(Get-ErrorText -ErrorRecord $_)", $_)
+                }
+                $null = Wait-Adapter -InstanceId $driverless[0]
+                $current = Get-LoopbackState
+                if (-not $current.adapter) {
+                    $module.FailJson("the Microsoft KM-TEST Loopback Adapter driver was installed but no network adapter appeared within $($module.Params.wait_seconds) s. See %windir%\inf\setupapi.dev.log.")
+                }
             }
         }
     }
 
-    # 2. Rename.
+    # 2. Rename: the adapter object is piped to Rename-NetAdapter, never
+    # named with -Name (a name with [ ] * ? would match other adapters).
     # A loopback that exists and that this role did not install is taken over.
     $module.Result.taken_over = [bool]($current.adapter -and -not (Test-CreatedByRole -Current $current))
     if ($current.adapter -and $current.adapter.Name -ne $name) {
         $module.Result.changed = $true
         $after.name = $name
+        $renameTo = $name
         if (-not $module.CheckMode) {
             if ($module.Result.taken_over) {
                 Save-PriorName -Guid ([string]$current.adapter.InterfaceGuid) -Value ([string]$current.adapter.Name)
             }
-            Rename-NetAdapter -Name $current.adapter.Name -NewName $name -ErrorAction Stop
+            $current.adapter | Rename-NetAdapter -NewName $name -ErrorAction Stop
             $current = Get-LoopbackState
         }
     }
@@ -669,26 +897,47 @@ if ($state -eq 'present') {
     }
 }
 else {
-    # state: absent. Remove the device only if this role created it.
+    # state: absent. Remove the device only if this role created it: the
+    # marker's instance id and interface GUID must both match the device.
     $marker = $current.marker
-    if ($marker.created -and $marker.instance_id -and ($current.instance_ids -contains $marker.instance_id)) {
+    $markedAdapter = @($current.adapters | Where-Object { [string]$_.PnPDeviceID -eq $marker.instance_id })
+    $exists = ($marker.instance_id -and ($current.instance_ids -contains $marker.instance_id))
+    $markerMatches = $false
+    if ($exists) {
+        if ($markedAdapter.Count -gt 0) {
+            $markerMatches = Test-MarkerMatch -Marker $marker -Adapter $markedAdapter[0]
+        }
+        else {
+            # No network adapter (no driver): nothing to compare the GUID
+            # with; only a marker that never got a GUID may claim it.
+            $markerMatches = ($marker.created -and -not $marker.interface_guid)
+        }
+    }
+    if ($marker.created -and $markerMatches) {
         $module.Result.changed = $true
         $after = @{ present = $false }
         if (-not $module.CheckMode) {
+            $removeReboot = $false
             try {
-                [Dsrprov.LoopbackDevice]::Remove($marker.instance_id) | Out-Null
+                [Dsrprov.LoopbackDevice]::Remove($marker.instance_id, [ref]$removeReboot) | Out-Null
             }
             catch {
                 $module.FailJson("failed to remove the KM-TEST loopback device $($marker.instance_id): $(Get-ErrorText -ErrorRecord $_)", $_)
             }
+            $module.Result.reboot_required = [bool]$removeReboot
             Clear-Marker
             $current = Get-LoopbackState
             $after = ConvertTo-DiffState -Current $current
         }
     }
     elseif ($marker.created -or $marker.instance_id) {
-        # The marker points at a device that no longer exists: forget it.
+        # The marker points at a device that no longer exists, or at one
+        # whose interface GUID is not the recorded one (Windows reused the
+        # instance id): forget the marker, leave the device alone.
         $module.Result.changed = $true
+        if ($exists) {
+            $module.Warn("the KM-TEST loopback device $($marker.instance_id) is not the one this role created (its interface GUID is not $($marker.interface_guid)); it is left in place")
+        }
         if (-not $module.CheckMode) {
             Clear-Marker
             $current = Get-LoopbackState
@@ -702,5 +951,9 @@ else {
 }
 
 Set-Result -Current $current
+if ($renameTo -and $module.CheckMode) {
+    # What a real run would return: the adapter under its new name.
+    $module.Result.name = $renameTo
+}
 $module.Diff.after = $after
 $module.ExitJson()

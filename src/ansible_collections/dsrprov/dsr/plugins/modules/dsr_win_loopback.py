@@ -11,9 +11,23 @@ description:
     renames it.
   - Finds an existing loopback by its hardware id (also one whose driver is
     missing), so a re-run never adds a second device.
-  - Records in the registry (O(registry_key), values C(LoopbackCreatedByRole)
-    and C(LoopbackInstanceId)) that it created the device; C(state=absent)
-    removes the device only then.
+  - Records in the registry (O(registry_key), values C(LoopbackCreatedByRole),
+    C(LoopbackInstanceId) and C(LoopbackInterfaceGuid)) that it created the
+    device; C(state=absent) removes the device only when both its instance id
+    and its interface GUID match (Windows can reuse an instance id for a
+    device made by hand), and reports C(reboot_required) as devcon does
+    (C(DI_NEEDRESTART) or C(DI_NEEDREBOOT) in the device install params after
+    C(DIF_REMOVE)).
+  - With several KM-TEST adapters it uses, in this order, the one with
+    O(interface_guid), the one named O(name), the one it created, the one
+    holding one of O(vips), else the one with the lowest interface index.
+    The others are never changed.
+  - A device without driver (no driver key) is repaired only when it is the
+    only KM-TEST device, because the driver update reinstalls the driver of
+    every device with the hardware id. A failed read stops the module; it is
+    never taken for a missing adapter.
+  - Adapters are looked up by comparing names, never with C(-Name) (which
+    takes wildcards), and renamed by piping the adapter object.
   - A loopback that exists and that this module did not create (one made by
     hand, following the vendor manual) is taken over; its name is recorded
     under O(registry_key)C(\\prior\\<interface guid>) before the rename,
@@ -50,6 +64,15 @@ options:
     description: How long to wait for the new network adapter to appear.
     type: int
     default: 60
+  interface_guid:
+    description: Interface GUID of the KM-TEST adapter to use when there are several (the role passes the one its preflight chose).
+    type: str
+    default: ''
+  vips:
+    description: VIPs of this host; with several KM-TEST adapters, one holding one of them is preferred.
+    type: list
+    elements: str
+    default: []
 author:
   - dsrprov
 """
@@ -63,7 +86,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 name:
-  description: Name of the loopback adapter (null in check mode before it exists).
+  description: Name of the loopback adapter, the new one in check mode when a rename is due (null in check mode before it exists).
   returned: always
   type: str
 interface_index:
@@ -88,7 +111,7 @@ created_by_role:
   returned: always
   type: bool
 reboot_required:
-  description: Whether Windows asked for a reboot to finish the driver install.
+  description: Whether Windows asked for a reboot to finish the driver install or the device removal.
   returned: always
   type: bool
 taken_over:

@@ -18,6 +18,17 @@
 #     metric off, so AutomaticMetric is only set on its own.)
 #   Set-DnsClient -InterfaceIndex -RegisterThisConnectionsAddress $false
 #     https://learn.microsoft.com/powershell/module/dnsclient/set-dnsclient
+#   Remove-NetIPAddress -InterfaceIndex -IPAddress -PolicyStore ActiveStore|PersistentStore
+#     https://learn.microsoft.com/powershell/module/nettcpip/remove-netipaddress
+#     (-PolicyStore defaults to ActiveStore, and unlike New-NetIPAddress the
+#     page does not say both stores are written: a VIP is removed from each
+#     store that holds it, read store by store, or it could come back at
+#     the next boot)
+#   Get-NetAdapter / Rename-NetAdapter: -Name takes wildcards
+#     https://learn.microsoft.com/powershell/module/netadapter/rename-netadapter
+#     ("Rename-NetAdapter -Name "E*t""): adapters are found by interface
+#     index or GUID, names compared with -eq, renames done by piping the
+#     adapter object (the InputObject parameter set).
 #   Get-NetRoute / Remove-NetRoute / New-NetRoute -PolicyStore ActiveStore|PersistentStore
 #     https://learn.microsoft.com/powershell/module/nettcpip/new-netroute
 #     (a gateway typed into the adapter's properties is a route in both
@@ -42,6 +53,8 @@ $spec = @{
         network_name = @{ type = 'str'; default = '' }
         metric = @{ type = 'int'; default = 254 }
         registry_key = @{ type = 'str'; default = 'HKLM:\SOFTWARE\dsrprov' }
+        loopback_interface_guid = @{ type = 'str'; default = '' }
+        wait_seconds = @{ type = 'int'; default = 60 }
     }
     required_if = @(
         , @('state', 'present', @('network_interface_index'))
@@ -59,6 +72,22 @@ $priorRoot = "$regKey\prior"
 $check = $module.CheckMode
 $module.Result.changed = $false
 $module.Result.actions = [System.Collections.ArrayList]@()
+
+function Invoke-Read {
+    # One read. "Not found" (CIM's ObjectNotFound) is an empty answer; any
+    # other failure stops the module naming what was read: a failed query
+    # must never pass for "no address", "no route" or "no adapter".
+    param([string]$ReadWhat, [scriptblock]$ReadBlock)
+    # Output is streamed, not returned as one array, so that a pipe after
+    # it sees each object; callers wrap it in @() where they count.
+    try {
+        & $ReadBlock
+    }
+    catch {
+        if ($_.CategoryInfo.Category -eq 'ObjectNotFound') { return }
+        $module.FailJson("could not read ${ReadWhat}: $($_.Exception.Message)", $_)
+    }
+}
 
 function Add-Action {
     param([string]$Text)
@@ -88,7 +117,7 @@ if (@($vips.Values | Where-Object { $_.family -eq 'IPv6' }).Count -gt 0) {
 # --- registry helpers --------------------------------------------------------
 function Get-RecordedVips {
     if (Test-Path -LiteralPath $regKey) {
-        $p = Get-ItemProperty -LiteralPath $regKey -ErrorAction SilentlyContinue
+        $p = Get-ItemProperty -LiteralPath $regKey -ErrorAction Stop
         if ($p -and ($p.PSObject.Properties.Name -contains 'Vips')) {
             return @($p.Vips)
         }
@@ -101,7 +130,10 @@ function Set-RecordedVips {
     if ($check) { return }
     if ($List.Count -eq 0) {
         if (Test-Path -LiteralPath $regKey) {
-            Remove-ItemProperty -LiteralPath $regKey -Name 'Vips' -ErrorAction SilentlyContinue
+            $p = Get-ItemProperty -LiteralPath $regKey -ErrorAction Stop
+            if ($p.PSObject.Properties.Name -contains 'Vips') {
+                Remove-ItemProperty -LiteralPath $regKey -Name 'Vips' -ErrorAction Stop
+            }
         }
         return
     }
@@ -115,26 +147,29 @@ function Save-Prior {
     if ($check -or -not $Guid) { return }
     $key = "$priorRoot\$Guid"
     if (-not (Test-Path -LiteralPath $key)) { New-Item -Path $key -Force | Out-Null }
-    $existing = Get-ItemProperty -LiteralPath $key -ErrorAction SilentlyContinue
+    $existing = Get-ItemProperty -LiteralPath $key -ErrorAction Stop
     if ($existing -and ($existing.PSObject.Properties.Name -contains $Name)) { return }
     New-ItemProperty -LiteralPath $key -Name $Name -Value $Value -PropertyType String -Force | Out-Null
 }
 
-function Get-CreatedLoopbackInstanceId {
-    if (Test-Path -LiteralPath $regKey) {
-        $p = Get-ItemProperty -LiteralPath $regKey -ErrorAction SilentlyContinue
-        if ($p -and ($p.PSObject.Properties.Name -contains 'LoopbackCreatedByRole') -and [int]$p.LoopbackCreatedByRole -eq 1) {
-            return [string]$p.LoopbackInstanceId
-        }
-    }
-    return ''
+function Test-CreatedLoopback {
+    # Whether dsr_win_loopback's marker names this adapter: instance id and,
+    # once recorded, interface GUID (an instance id can be reused).
+    param($Adapter)
+    if (-not (Test-Path -LiteralPath $regKey)) { return $false }
+    $p = Get-ItemProperty -LiteralPath $regKey -ErrorAction Stop
+    $names = @($p.PSObject.Properties.Name)
+    if (-not ($names -contains 'LoopbackCreatedByRole') -or [int]$p.LoopbackCreatedByRole -ne 1) { return $false }
+    if ([string]$Adapter.PnPDeviceID -ne [string]$p.LoopbackInstanceId) { return $false }
+    return (-not ($names -contains 'LoopbackInterfaceGuid') -or [string]$Adapter.InterfaceGuid -eq [string]$p.LoopbackInterfaceGuid)
 }
 
 # --- state readers -----------------------------------------------------------
 function Get-IfState {
     param([int]$Index, [string]$Family)
-    $ipIf = Get-NetIPInterface -InterfaceIndex $Index -AddressFamily $Family -ErrorAction SilentlyContinue
-    if (-not $ipIf) { return $null }
+    $found = @(Invoke-Read -ReadWhat "the $Family interface of interface index $Index" -ReadBlock { Get-NetIPInterface -InterfaceIndex $Index -AddressFamily $Family -ErrorAction Stop })
+    if ($found.Count -eq 0) { return $null }
+    $ipIf = $found[0]
     return [ordered]@{
         interface_metric = [int]$ipIf.InterfaceMetric
         automatic_metric = [string]$ipIf.AutomaticMetric
@@ -147,7 +182,8 @@ function Get-IfState {
 function Get-LoopbackAddresses {
     param([int]$Index)
     $out = [ordered]@{}
-    foreach ($ip in @(Get-NetIPAddress -InterfaceIndex $Index -ErrorAction SilentlyContinue | Sort-Object -Property IPAddress)) {
+    $read = @(Invoke-Read -ReadWhat "the addresses of interface index $Index" -ReadBlock { Get-NetIPAddress -InterfaceIndex $Index -ErrorAction Stop })
+    foreach ($ip in @($read | Sort-Object -Property IPAddress)) {
         $addr = ([string]$ip.IPAddress -split '%')[0]
         # Link-local addresses (fe80::/10, 169.254/16) are the system's own.
         if ($addr -like 'fe80:*' -or $addr -like '169.254.*') { continue }
@@ -158,7 +194,7 @@ function Get-LoopbackAddresses {
 
 function Get-DefaultRoutes {
     param([int]$Index)
-    return @(Get-NetRoute -InterfaceIndex $Index -ErrorAction SilentlyContinue |
+    return @(Invoke-Read -ReadWhat "the routes of interface index $Index" -ReadBlock { Get-NetRoute -InterfaceIndex $Index -ErrorAction Stop } |
             Where-Object { $_.DestinationPrefix -eq '0.0.0.0/0' -or $_.DestinationPrefix -eq '::/0' } |
             ForEach-Object { "$($_.DestinationPrefix) via $($_.NextHop)" })
 }
@@ -169,7 +205,7 @@ function Get-DefaultRouteRecords {
     param([int]$Index)
     $byRoute = [ordered]@{}
     foreach ($store in @('ActiveStore', 'PersistentStore')) {
-        foreach ($route in @(Get-NetRoute -InterfaceIndex $Index -PolicyStore $store -ErrorAction SilentlyContinue |
+        foreach ($route in @(Invoke-Read -ReadWhat "the routes of interface index $Index ($store)" -ReadBlock { Get-NetRoute -InterfaceIndex $Index -PolicyStore $store -ErrorAction Stop } |
                     Where-Object { $_.DestinationPrefix -eq '0.0.0.0/0' -or $_.DestinationPrefix -eq '::/0' })) {
             $key = "$($route.AddressFamily)|$($route.DestinationPrefix)|$($route.NextHop)"
             if (-not $byRoute.Contains($key)) {
@@ -202,7 +238,7 @@ function Add-PriorRoute {
     if ($check -or -not $Guid) { return }
     $key = "$priorRoot\$Guid"
     if (-not (Test-Path -LiteralPath $key)) { New-Item -Path $key -Force | Out-Null }
-    $existing = Get-ItemProperty -LiteralPath $key -ErrorAction SilentlyContinue
+    $existing = Get-ItemProperty -LiteralPath $key -ErrorAction Stop
     $list = @()
     if ($existing -and ($existing.PSObject.Properties.Name -contains 'DefaultRoutes')) { $list = @($existing.DefaultRoutes) }
     $new = ConvertFrom-RouteRecord -Record $Record
@@ -213,17 +249,21 @@ function Add-PriorRoute {
 
 function Get-RegisterDns {
     param([int]$Index)
-    $c = Get-DnsClient -InterfaceIndex $Index -ErrorAction SilentlyContinue
-    if (-not $c) { return $null }
-    return [bool]$c.RegisterThisConnectionsAddress
+    $c = @(Invoke-Read -ReadWhat "the DNS client settings of interface index $Index" -ReadBlock { Get-DnsClient -InterfaceIndex $Index -ErrorAction Stop })
+    if ($c.Count -eq 0) { return $null }
+    return [bool]$c[0].RegisterThisConnectionsAddress
 }
 
 function Set-IfValue {
     # Bring one Set-NetIPInterface setting to $Want, recording the prior value.
-    param($Adapter, [string]$Family, $Current, [string]$Setting, [string]$Want, [bool]$Record)
+    # $Label names the adapter in the action: for the loopback its name
+    # after dsr_win_loopback's rename, so check mode (rename not done) and
+    # a real run report the same line.
+    param($Adapter, [string]$Family, $Current, [string]$Setting, [string]$Want, [bool]$Record, [string]$Label = '')
     $have = [string]$Current[$Setting]
     if ($have -eq $Want) { return }
-    Add-Action "$($Adapter.Name) $Family ${Setting}: $have -> $Want"
+    if (-not $Label) { $Label = [string]$Adapter.Name }
+    Add-Action "$Label $Family ${Setting}: $have -> $Want"
     $Current[$Setting] = $Want
     if ($check) { return }
     if ($Record) { Save-Prior -Guid ([string]$Adapter.InterfaceGuid) -Name "$Family.$Setting" -Value $have }
@@ -238,9 +278,68 @@ function Set-IfValue {
     Set-NetIPInterface @params
 }
 
+function Get-AllAdapters {
+    # Streamed (no array return), so that Get-AllAdapters | Where-Object
+    # filters adapter by adapter.
+    Invoke-Read -ReadWhat 'the network adapters' -ReadBlock { Get-NetAdapter -IncludeHidden -ErrorAction Stop }
+}
+
 function Get-AdapterByGuid {
     param([string]$Guid)
-    return Get-NetAdapter -IncludeHidden -ErrorAction SilentlyContinue | Where-Object { [string]$_.InterfaceGuid -eq $Guid } | Select-Object -First 1
+    return Get-AllAdapters | Where-Object { [string]$_.InterfaceGuid -eq $Guid } | Select-Object -First 1
+}
+
+function Get-AdapterByName {
+    # Exact, case-insensitive name comparison (-Name would take wildcards).
+    param([string]$AdapterName)
+    return Get-AllAdapters | Where-Object { [string]$_.Name -eq $AdapterName } | Select-Object -First 1
+}
+
+function Get-AddressStores {
+    # The policy stores that hold $Address on interface $Index.
+    param([int]$Index, [string]$Address)
+    $stores = @()
+    foreach ($store in @('ActiveStore', 'PersistentStore')) {
+        $found = @(Invoke-Read -ReadWhat "address $Address on interface index $Index ($store)" -ReadBlock { Get-NetIPAddress -InterfaceIndex $Index -IPAddress $Address -PolicyStore $store -ErrorAction Stop })
+        if ($found.Count -gt 0) { $stores += $store }
+    }
+    return , $stores
+}
+
+function Remove-Vip {
+    # Remove an address from every policy store that holds it, the active
+    # store first; each store is read again just before (removing it from
+    # one store may have removed it from the other).
+    param([int]$Index, [string]$Address)
+    foreach ($store in @('ActiveStore', 'PersistentStore')) {
+        $found = @(Invoke-Read -ReadWhat "address $Address on interface index $Index ($store)" -ReadBlock { Get-NetIPAddress -InterfaceIndex $Index -IPAddress $Address -PolicyStore $store -ErrorAction Stop })
+        if ($found.Count -eq 0) { continue }
+        Remove-NetIPAddress -InterfaceIndex $Index -IPAddress $Address -PolicyStore $store -Confirm:$false -ErrorAction Stop
+    }
+}
+
+function Wait-IpInterface {
+    # A freshly installed adapter appears before TCP/IP has bound to it:
+    # wait, bounded by wait_seconds, for the IP interface of each family
+    # that has VIPs; on timeout say why (binding off, or adapter not up).
+    param($Adapter, [string[]]$Families)
+    $deadline = (Get-Date).AddSeconds($module.Params.wait_seconds)
+    foreach ($family in $Families) {
+        while (-not (Get-IfState -Index ([int]$Adapter.ifIndex) -Family $family)) {
+            if ((Get-Date) -ge $deadline) {
+                $component = 'ms_tcpip'
+                if ($family -eq 'IPv6') { $component = 'ms_tcpip6' }
+                $binding = @(Invoke-Read -ReadWhat "the $component binding" -ReadBlock { Get-NetAdapterBinding -ComponentID $component -IncludeHidden -ErrorAction Stop } |
+                        Where-Object { [string]$_.InterfaceDescription -eq [string]$Adapter.InterfaceDescription })
+                $cause = "TCP/IP has not created it (adapter status: $($Adapter.Status))"
+                if ($binding.Count -gt 0 -and -not $binding[0].Enabled) {
+                    $cause = "the $family protocol ($component) is not bound to the adapter (Enable-NetAdapterBinding -ComponentID $component)"
+                }
+                $module.FailJson("the loopback '$($Adapter.Name)' (interface index $($Adapter.ifIndex)) has no $family interface after $($module.Params.wait_seconds) s: $cause. Nothing else was changed.")
+            }
+            Start-Sleep -Seconds 1
+        }
+    }
 }
 
 $before = [ordered]@{}
@@ -249,7 +348,7 @@ $recorded = @(Get-RecordedVips)
 
 if ($state -eq 'present') {
     # ---- the network adapter (weakhostreceive, optional rename) -------------
-    $net = Get-NetAdapter -IncludeHidden -ErrorAction SilentlyContinue | Where-Object { [int]$_.ifIndex -eq $module.Params.network_interface_index } | Select-Object -First 1
+    $net = Get-AllAdapters | Where-Object { [int]$_.ifIndex -eq $module.Params.network_interface_index } | Select-Object -First 1
     if (-not $net) {
         $module.FailJson("no network adapter with interface index $($module.Params.network_interface_index). Nothing was changed.")
     }
@@ -285,14 +384,21 @@ if ($state -eq 'present') {
         Add-Action "configure the new loopback '$loopbackName'"
     }
     else {
-        $lb = Get-NetAdapter -Name $loopbackName -IncludeHidden -ErrorAction SilentlyContinue
+        # By interface GUID, as dsr_win_loopback returned it: in check mode
+        # a due rename has not happened, so the name would not find it.
+        $lbGuid = $module.Params.loopback_interface_guid
+        if (-not $lbGuid) {
+            $module.FailJson("loopback_interface_guid is required with state=present unless loopback_pending (pass dsr_win_loopback's interface_guid). Nothing was changed.")
+        }
+        $lb = Get-AdapterByGuid -Guid $lbGuid
         if (-not $lb) {
-            $module.FailJson("no adapter named '$loopbackName' (the KM-TEST loopback). Nothing was changed.")
+            $module.FailJson("no adapter with interface GUID $lbGuid (the KM-TEST loopback '$loopbackName'). Nothing was changed.")
         }
         $lbIndex = [int]$lb.ifIndex
+        Wait-IpInterface -Adapter $lb -Families $families
         # Prior values are recorded only on a loopback this role did not
         # create: one it created goes away entirely with state=absent.
-        $recordLb = ([string]$lb.PnPDeviceID -ne (Get-CreatedLoopbackInstanceId))
+        $recordLb = -not (Test-CreatedLoopback -Adapter $lb)
 
         $lbBefore = [ordered]@{
             present = $true
@@ -303,14 +409,11 @@ if ($state -eq 'present') {
         }
         foreach ($family in $families) {
             $lbBefore[$family] = Get-IfState -Index $lbIndex -Family $family
-            if (-not $lbBefore[$family]) {
-                $module.FailJson("the loopback '$loopbackName' has no $family interface (is $family bound to it?). Nothing was changed.")
-            }
         }
         # Deep copy for the working "after" state.
         $lbAfter = [ordered]@{
             present = $true
-            name = [string]$lb.Name
+            name = $loopbackName
             addresses = [ordered]@{}
             register_dns = $lbBefore.register_dns
             default_routes = @($lbBefore.default_routes)
@@ -324,7 +427,7 @@ if ($state -eq 'present') {
         }
 
         # IPv4 DHCP off: the loopback must hold only the VIPs (and no APIPA).
-        Set-IfValue -Adapter $lb -Family 'IPv4' -Current $lbAfter.IPv4 -Setting 'dhcp' -Want 'Disabled' -Record $recordLb
+        Set-IfValue -Adapter $lb -Family 'IPv4' -Current $lbAfter.IPv4 -Setting 'dhcp' -Want 'Disabled' -Record $recordLb -Label $loopbackName
 
         # VIPs: /32 or /128, SkipAsSource, no gateway.
         foreach ($vip in $vips.Keys) {
@@ -333,7 +436,7 @@ if ($state -eq 'present') {
             if ($have -and $have.prefix_length -ne $want.prefix) {
                 Add-Action "$loopbackName remove $vip/$($have.prefix_length) (wrong prefix length)"
                 if (-not $check) {
-                    Remove-NetIPAddress -InterfaceIndex $lbIndex -IPAddress $vip -Confirm:$false -ErrorAction Stop
+                    Remove-Vip -Index $lbIndex -Address $vip
                 }
                 $lbAfter.addresses.Remove($vip)
                 $have = $null
@@ -354,11 +457,14 @@ if ($state -eq 'present') {
             }
         }
         # VIPs this role added earlier and that are no longer wanted.
+        # Both stores: one left only in the persistent store comes back at boot.
         foreach ($old in $recorded) {
-            if (-not $vips.Contains($old) -and $lbAfter.addresses.Contains($old)) {
-                Add-Action "$loopbackName remove $old (no longer a VIP of this host)"
+            if ($vips.Contains($old)) { continue }
+            $stores = Get-AddressStores -Index $lbIndex -Address $old
+            if ($stores.Count -gt 0) {
+                Add-Action "$loopbackName remove $old (no longer a VIP of this host; $($stores -join ', '))"
                 if (-not $check) {
-                    Remove-NetIPAddress -InterfaceIndex $lbIndex -IPAddress $old -Confirm:$false -ErrorAction Stop
+                    Remove-Vip -Index $lbIndex -Address $old
                 }
                 $lbAfter.addresses.Remove($old)
             }
@@ -398,7 +504,7 @@ if ($state -eq 'present') {
                     Save-Prior -Guid ([string]$lb.InterfaceGuid) -Name "$family.automatic_metric" -Value $cur.automatic_metric
                 }
                 $setsMetric = ([int]$cur.interface_metric -ne $metric)
-                Set-IfValue -Adapter $lb -Family $family -Current $cur -Setting 'interface_metric' -Want ([string]$metric) -Record $recordLb
+                Set-IfValue -Adapter $lb -Family $family -Current $cur -Setting 'interface_metric' -Want ([string]$metric) -Record $recordLb -Label $loopbackName
                 $cur.interface_metric = $metric
                 if ($setsMetric) {
                     # Setting the metric turns automatic metric off by itself
@@ -412,10 +518,10 @@ if ($state -eq 'present') {
                         $cur.automatic_metric = (Get-IfState -Index $lbIndex -Family $family).automatic_metric
                     }
                 }
-                Set-IfValue -Adapter $lb -Family $family -Current $cur -Setting 'automatic_metric' -Want 'Disabled' -Record $false
+                Set-IfValue -Adapter $lb -Family $family -Current $cur -Setting 'automatic_metric' -Want 'Disabled' -Record $false -Label $loopbackName
             }
-            Set-IfValue -Adapter $lb -Family $family -Current $cur -Setting 'weak_host_send' -Want 'Enabled' -Record $recordLb
-            Set-IfValue -Adapter $lb -Family $family -Current $cur -Setting 'weak_host_receive' -Want 'Enabled' -Record $recordLb
+            Set-IfValue -Adapter $lb -Family $family -Current $cur -Setting 'weak_host_send' -Want 'Enabled' -Record $recordLb -Label $loopbackName
+            Set-IfValue -Adapter $lb -Family $family -Current $cur -Setting 'weak_host_receive' -Want 'Enabled' -Record $recordLb -Label $loopbackName
         }
     }
 
@@ -429,14 +535,14 @@ if ($state -eq 'present') {
     # Optional rename of the network adapter, last (the steps above use its index).
     $newName = $module.Params.network_name
     if ($newName -and $net.Name -ne $newName) {
-        $clash = Get-NetAdapter -Name $newName -IncludeHidden -ErrorAction SilentlyContinue
+        $clash = Get-AdapterByName -AdapterName $newName
         if ($clash) {
             $module.FailJson("cannot rename the network adapter '$($net.Name)' to '$newName': another adapter has that name")
         }
         Add-Action "rename network adapter '$($net.Name)' -> '$newName'"
         if (-not $check) {
             Save-Prior -Guid ([string]$net.InterfaceGuid) -Name 'name' -Value ([string]$net.Name)
-            Rename-NetAdapter -Name $net.Name -NewName $newName -ErrorAction Stop
+            $net | Rename-NetAdapter -NewName $newName -ErrorAction Stop
         }
         $netAfter.name = $newName
     }
@@ -456,18 +562,25 @@ else {
     $remove = @($vips.Keys) + @($recorded) | Sort-Object -Unique
     $before.removed_vips = @()
     $after.removed_vips = @()
-    $lb = Get-NetAdapter -Name $loopbackName -IncludeHidden -ErrorAction SilentlyContinue
+    # The loopback the preflight chose (by GUID), else the one named so.
+    $lb = $null
+    if ($module.Params.loopback_interface_guid) { $lb = Get-AdapterByGuid -Guid $module.Params.loopback_interface_guid }
+    if (-not $lb) { $lb = Get-AdapterByName -AdapterName $loopbackName }
     $lbAddresses = [ordered]@{}
     if ($lb) { $lbAddresses = Get-LoopbackAddresses -Index ([int]$lb.ifIndex) }
     $before.loopback_addresses = @($lbAddresses.Keys)
     foreach ($vip in $remove) {
-        if ($lb -and $lbAddresses.Contains($vip)) {
-            Add-Action "$loopbackName remove $vip"
+        if (-not $lb) { continue }
+        # Active and persistent store: a VIP left in the persistent store
+        # alone would come back at the next boot.
+        $stores = Get-AddressStores -Index ([int]$lb.ifIndex) -Address $vip
+        if ($stores.Count -gt 0) {
+            Add-Action "$loopbackName remove $vip ($($stores -join ', '))"
             $after.removed_vips += $vip
             if (-not $check) {
-                Remove-NetIPAddress -InterfaceIndex ([int]$lb.ifIndex) -IPAddress $vip -Confirm:$false -ErrorAction Stop
+                Remove-Vip -Index ([int]$lb.ifIndex) -Address $vip
             }
-            $lbAddresses.Remove($vip)
+            if ($lbAddresses.Contains($vip)) { $lbAddresses.Remove($vip) }
         }
     }
     $after.loopback_addresses = @($lbAddresses.Keys)
@@ -504,7 +617,7 @@ else {
                     foreach ($record in @($values.DefaultRoutes)) {
                         $route = ConvertFrom-RouteRecord -Record $record
                         foreach ($store in $route.stores) {
-                            $present = @(Get-NetRoute -InterfaceIndex ([int]$adapter.ifIndex) -DestinationPrefix $route.prefix -NextHop $route.next_hop -PolicyStore $store -ErrorAction SilentlyContinue)
+                            $present = @(Invoke-Read -ReadWhat "route $($route.prefix) via $($route.next_hop) ($store)" -ReadBlock { Get-NetRoute -InterfaceIndex ([int]$adapter.ifIndex) -DestinationPrefix $route.prefix -NextHop $route.next_hop -PolicyStore $store -ErrorAction Stop })
                             if ($present.Count -gt 0) { continue }
                             $missing += "$($route.prefix) via $($route.next_hop) ($store)"
                             Add-Action "$label put back default route $($route.prefix) via $($route.next_hop), metric $($route.metric) ($store)"
@@ -525,12 +638,12 @@ else {
                         $before.restored[$label].name = [string]$adapter.Name
                         $after.restored[$label].name = $prior
                         Add-Action "rename '$($adapter.Name)' back to '$prior'"
-                        $clash = Get-NetAdapter -Name $prior -IncludeHidden -ErrorAction SilentlyContinue
+                        $clash = Get-AdapterByName -AdapterName $prior
                         if ($clash) {
                             # The record stays, so a re-run finishes the job.
                             $module.FailJson("cannot rename '$($adapter.Name)' back to '$prior': another adapter has that name now. Rename that one, then run state=absent again.")
                         }
-                        if (-not $check) { Rename-NetAdapter -Name $adapter.Name -NewName $prior -ErrorAction Stop }
+                        if (-not $check) { $adapter | Rename-NetAdapter -NewName $prior -ErrorAction Stop }
                     }
                     continue
                 }
@@ -556,11 +669,13 @@ else {
             if (-not $check) { Remove-Item -LiteralPath $key.PSPath -Recurse -Force }
         }
         if (-not $check) {
-            $rootItem = Get-Item -LiteralPath $priorRoot -ErrorAction SilentlyContinue
+            $rootItem = $null
+            if (Test-Path -LiteralPath $priorRoot) { $rootItem = Get-Item -LiteralPath $priorRoot -ErrorAction Stop }
             if ($rootItem -and $rootItem.SubKeyCount -eq 0 -and $rootItem.ValueCount -eq 0) {
                 Remove-Item -LiteralPath $priorRoot -Force
             }
-            $rootItem = Get-Item -LiteralPath $regKey -ErrorAction SilentlyContinue
+            $rootItem = $null
+            if (Test-Path -LiteralPath $regKey) { $rootItem = Get-Item -LiteralPath $regKey -ErrorAction Stop }
             if ($rootItem -and $rootItem.SubKeyCount -eq 0 -and $rootItem.ValueCount -eq 0) {
                 Remove-Item -LiteralPath $regKey -Force
             }

@@ -5,7 +5,8 @@ DOCUMENTATION = r"""
 module: dsr_win_netconfig
 short_description: VIPs, metric and weak host model for Direct Server Return on Windows
 description:
-  - On the loopback adapter O(loopback_name) puts each VIP as a host
+  - On the loopback adapter (found by O(loopback_interface_guid), so check
+    mode finds it before a due rename) puts each VIP as a host
     address (IPv4 /32 = mask 255.255.255.255, IPv6 /128) with
     C(SkipAsSource), no gateway, IPv4 DHCP off, DNS registration off,
     interface metric O(metric) with automatic metric off, C(WeakHostSend)
@@ -16,6 +17,13 @@ description:
   - Every value it changes on an adapter the role did not create is first
     recorded under O(registry_key)C(\\prior\\<interface guid>); C(state=absent)
     removes the VIPs and puts those values back.
+  - A VIP is removed (on C(state=absent), or when it leaves the list) from
+    each policy store that holds it, C(ActiveStore) and C(PersistentStore),
+    because C(Remove-NetIPAddress) works on the active store by default.
+  - Waits up to O(wait_seconds) for the loopback's IP interface of each
+    family with VIPs (TCP/IP binds a new adapter a moment after it
+    appears), and names the cause on timeout.
+  - A failed read stops the module; only "not found" counts as absent.
   - Check mode reports every change it would make and makes none.
 options:
   state:
@@ -29,9 +37,17 @@ options:
     elements: str
     default: []
   loopback_name:
-    description: Name of the KM-TEST loopback adapter.
+    description: Name of the KM-TEST loopback adapter (after dsr_win_loopback's rename), used in messages and, with C(state=absent), to find it when O(loopback_interface_guid) is empty.
     type: str
     default: loopback
+  loopback_interface_guid:
+    description: Interface GUID of the loopback, as dsr_win_loopback returns it. Required with C(state=present) unless O(loopback_pending).
+    type: str
+    default: ''
+  wait_seconds:
+    description: How long to wait for the loopback's IPv4/IPv6 interface to exist.
+    type: int
+    default: 60
   loopback_pending:
     description:
       - Check mode only. The loopback does not exist yet because the
