@@ -22,9 +22,10 @@ import pytest
 import tree_sitter
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import powershell_syntax
-from test_windows_modules import (
+
+from tests.unit.test_windows_modules import (
     LIBRARY,
     MOLECULE,
     REPO,
