@@ -290,6 +290,35 @@ def test_a_service_with_no_real_server_is_refused_without_allow_empty(sim: KempA
 
 
 # --------------------------------------------------------------------------
+# 7. dsr_weight 0 read back as what it is
+# --------------------------------------------------------------------------
+
+
+def test_weight_zero_is_read_back_as_disabled_not_as_a_failure(sim: KempApiSimulator, tmp_path: Path) -> None:
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(yaml.safe_dump({"all": {
+        "vars": {"dsr_services": [{"name": "web", "vip": VIP, "port": 80, "protocol": "tcp"}]},
+        "children": {
+            "dsr_realservers_linux": {"hosts": {
+                "rs1": {"ansible_host": "10.0.0.11", "dsr_vips": [VIP], "dsr_weight": 0},
+                "rs2": {"ansible_host": "10.0.0.12", "dsr_vips": [VIP]}}},
+            "dsr_loadmasters": {"hosts": {"lm1": {
+                "ansible_host": sim.address, "dsr_loadmaster_kemp_user": sim.user,
+                "dsr_loadmaster_kemp_password": sim.password,
+                "dsr_loadmaster_kemp_fingerprint": sim.pki.fingerprint}}}}}}))  # fmt: skip
+    svc = service()
+    svc["real_servers"] = [{"name": "rs1", "address": "10.0.0.11", "weight": 0},
+                           {"name": "rs2", "address": "10.0.0.12", "weight": 1}]  # fmt: skip
+    rec(sim).run([svc])
+    checks = loadmaster.registered(Inventory(inv), ["lm1"], ["rs1", "rs2"])
+    assert checks["rs1"].ok is True and "disabled (dsr_weight 0: drained)" in checks["rs1"].detail, checks["rs1"]
+    assert checks["rs2"].ok is True and "route weight 1" in checks["rs2"].detail
+    # An administrator disabling rs2 behind dsrprov's back is still a failure.
+    client(sim).mod_rs(VIP, 80, "tcp", "10.0.0.12", 80, enable="N")
+    assert loadmaster.registered(Inventory(inv), ["lm1"], ["rs2"])["rs2"].ok is False
+
+
+# --------------------------------------------------------------------------
 # 8. SubVS-shaped answers: a line, never a traceback
 # --------------------------------------------------------------------------
 
