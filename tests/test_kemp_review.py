@@ -338,3 +338,30 @@ def test_subvs_shaped_answers_are_refused_with_a_line(sim: KempApiSimulator, tag
         rec(sim).run([service("10.0.0.11")], state)
     assert "\n" not in str(err.value)
     assert sim.commands() == writes and sim.find(VIP, 80) is not None
+
+
+# --------------------------------------------------------------------------
+# 9. the documentation says what is true
+# --------------------------------------------------------------------------
+
+
+def test_docs_name_only_modules_and_files_that_exist() -> None:
+    files = [
+        ROOT / "src/ansible_collections/dsrprov/dsr/plugins/module_utils/kemp_api.py",
+        ROOT / "src/dsrprov/loadmaster.py",
+        ROOT / "tests/test_kemp_client.py",
+        ROOT / "docs/kemp.md",
+    ]
+    for path in files:
+        text = path.read_text()
+        for name in set(re.findall(r"\bdsrprov\.([a-z_]+)\b", text)):
+            if name == "dsr":  # the collection
+                continue
+            assert (ROOT / "src/dsrprov" / f"{name}.py").exists() or (ROOT / "src/dsrprov" / name).is_dir(), (
+                f"{path.name} names dsrprov.{name}, which does not exist"
+            )
+        assert "symlink" not in text, f"{path.name} still speaks of a symlink"
+    doc = (ROOT / "docs/kemp.md").read_text()
+    assert "Session Management" in doc and "must be enabled" in doc
+    assert "API interface is off by default" in doc
+    assert "whether v2 needs session management is not confirmed" not in doc
