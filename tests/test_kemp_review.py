@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -85,8 +86,9 @@ def test_api_key_only_in_the_v2_json_body_on_the_simulator(sim: KempApiSimulator
 
 
 def test_secrets_never_in_exceptions_or_the_clis_json_output_on_the_simulator(
-    sim: KempApiSimulator, tmp_path: Path
+    sim: KempApiSimulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     wrong = "wrong-key-0c1e77"
     failures = []
     for kwargs in ({"api_key": wrong, "user": None, "password": None}, {"user": "bal", "password": wrong}):
@@ -111,6 +113,7 @@ def test_secrets_never_in_exceptions_or_the_clis_json_output_on_the_simulator(
     with pytest.raises(kemp.KempError) as unreachable:
         kemp.Client(address, api_key=wrong, fingerprint=sim.pki.fingerprint, timeout=2).list_vs()
     failures.append(str(unreachable.value))
+    failures += [caplog.text, repr(sim.log)]  # anything logged here, and what the simulator logs per command
     assert "access denied (HTTP 401)" in failures[0] and "access denied (HTTP 401)" in failures[1]
     for text in failures:
         for secret in (wrong, sim.api_key, sim.password):
