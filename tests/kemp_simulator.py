@@ -18,22 +18,58 @@ source (the short names are expanded in docs/kemp.md, "Pages followed"):
           real firmware (addvs.xml, showvs.xml, modvs.xml, addrs.xml, ...);
 - [GO]    mathlu/loadmaster-go-client client.go/vs.go/vs_test.go (how a v1
           client sends the API key);
-- [DSR]   Kemp KB "Configuring DSR" (Force L4 first, then Direct return).
+- [DSR]   Kemp KB "Configuring DSR" (Force L4 first, then Direct return);
+- [KEY]   Kemp KB "JSON based Input and Output for the LoadMaster RESTful
+          API": ``POST /accessv2`` with a JSON object holding ``cmd``, the
+          parameters and ``apikey`` (or ``apiuser``/``apipass``); [PGI] the
+          Programmer Guide's introduction: 7.2.50 and later, Session
+          Management enabled;
+- [V2]    technicallyJack/terraform-provider-kemp internal/client/client.go
+          (``/accessv2`` answers: ``code``, ``message``, ``status`` beside
+          the data, ``{"VS": [...]}`` for listvs, ``Rs`` lists, 401 and 404
+          as non-JSON pages), sub_virtual_services.go ("the parent treats
+          each SubVS like a real server": ``VSIndex``, ``RsIndex``, ``Name``,
+          no ``Addr``); virtual service settings: ``CheckUseGet`` 0 HEAD, 1
+          GET, 2 POST (checked against 7.2.63);
+- [RECPY] dgquaid/python-kemptech-api (a fork of Kemp's own SDK)
+          tests/unit/test_virtual_service.py, showvs answers recorded from
+          firmware: ``SSLReverse``, ``Intercept``, ``CheckUseGet`` 0,
+          ``NRules``, ``NRequestRules``, ``NResponseRules``,
+          ``NPreProcessRules``, ``MasterVS``; a parent with a SubVS lists it
+          as ``<SubVS><VSIndex>..<RsIndex>..<Name>..`` without ``Addr``, with
+          ``MasterVS`` 1;
+- [SUBVS] Kemp KB "SubVSs": "Real Servers and SubVSs cannot be associated
+          with the same Virtual Service".
 
 Transport and answers:
 
 - ``/access/<command>``, parameters in the query string or a form body [PG];
   HTTPS only;
-- HTTP basic authentication [PG, PS], or ``apikey`` in the QUERY STRING, the
-  form a v1 client documents [GO]; an ``apikey`` in a form body is not an
-  API key here (no source shows it; docs/kemp.md says so): HTTP 401;
+- v1: HTTP basic authentication [PG, PS], or ``apikey`` in the query string,
+  the form a third-party v1 client uses [GO] (accepted here; dsrprov never
+  sends it); an ``apikey`` in a v1 form body is not an API key here (no
+  source shows it): HTTP 401;
+- v2: ``POST /accessv2``, a JSON object with ``cmd``, the parameters and
+  ``apikey`` (or ``apiuser``/``apipass``) [KEY]; answered in JSON with
+  ``code``, ``message``, ``status`` beside the data [V2]: nested elements
+  as objects or lists of objects (``VS``, ``Rs``, ``Interface`` always
+  lists), Y/N as booleans, digits as numbers (the JSON types are an
+  assumption; the client reads them back as text); a wrong key is a 401
+  page, not JSON [V2];
+- everything that arrives (request line, headers, body) is kept in
+  ``received``, so tests can look for secrets where they must not be;
 - ``<Response stat="200" code="ok"><Success>`` (reads inside ``<Data>``),
   errors ``<Response stat="..." code="fail"><Error>`` [PG, MT];
 - commands ``listvs``, ``showvs``, ``addvs``, ``modvs``, ``delvs``, ``showrs``,
   ``addrs``, ``modrs``, ``delrs`` addressed by ``vs``/``port``/``prot`` and
   ``rs``/``rsport`` [WUI Real Servers, PS]; ``showiface`` with an optional
   ``iface`` (all interfaces without it) [PS Get-NetworkInterface], answered
-  ``<Interface><Id>..<IPAddress>a.b.c.d/nn</IPAddress>..`` [MT].
+  ``<Interface><Id>..<IPAddress>a.b.c.d/nn</IPAddress>..`` [MT]; an
+  interface's additional addresses as
+  ``<AdditionalAddresses><Address>a.b.c.d/nn</Address>..`` (the element name
+  is the issue's, from recorded firmware; the ``Address`` children and the
+  prefix form, as ``addadditional addr=<IPAddress/Prefix>`` takes them [MT],
+  are an assumption).
 
 Firmware generations (``firmware=``):
 
@@ -49,7 +85,10 @@ Firmware generations (``firmware=``):
 - ``"legacy"``: only ``ForceL7`` (N means layer 4), no ``Layer``, no ``ForceL4``
   [PG: the addvs and listvs answers of the Programmer Guide].
 
-Defaults after ``addvs`` [REC, PG, PSDOC]: enabled, ``Schedule`` rr, ``ForceL7``
+Defaults after ``addvs`` [REC, PG, PSDOC, RECPY]: ``SSLReverse`` N,
+``Intercept`` N, ``CheckUseGet`` 0 (HEAD), the rule counters ``NRules``,
+``NRequestRules``, ``NResponseRules``, ``NPreProcessRules`` 0 and
+``MasterVS`` 0 (1 with SubVSs) [RECPY]; enabled, ``Schedule`` rr, ``ForceL7``
 Y, ``VStype`` http (tcp), ``CheckType`` http on a tcp service, ``CheckPort`` 0,
 ``Idletime`` 660, ``SubnetOriginating`` Y, ``PersistTimeout`` 0 and no
 ``Persist`` element; ``CheckUrl``/``CheckCodes`` appear only once set [REC
@@ -75,7 +114,14 @@ Refused (400), each with its source:
 - ``limit``/``ratelimit`` outside 0-100000, ``newport`` outside 3-65530,
   ``follow`` outside 0-65535 [PS Set-AdcRealServer];
 - SSL acceleration on a layer-4 service (it terminates TLS, which needs
-  layer 7 [WUI SSL properties]).
+  layer 7 [WUI SSL properties]);
+- ``addrs`` on a Virtual Service with SubVSs [SUBVS].
+
+Tests set what this API cannot (rules, WAF, SubVSs) in ``VirtualService.extra``
+and ``VirtualService.subvs`` (rendered as ``<SubVS>`` [RECPY] or, with
+``subvs_tag="Rs"``, as address-less ``<Rs>`` entries [V2]), and a real
+server's rule counter in ``RealServer.nrules`` (``<Nrules>``, [REC]
+addrs.xml/showrs.xml).
 
 Accepted parameters are those of Kemp's own SDK [PS New-/Set-AdcVirtualService,
 New-/Set-AdcRealServer] that this project might send, plus ``forcel4`` on modern
@@ -96,9 +142,11 @@ import base64
 import datetime
 import hashlib
 import ipaddress
+import json
 import ssl
 import threading
 import urllib.parse
+import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -139,6 +187,8 @@ VS_ELEMENTS = {
     "compress": "Compress",
     "idletime": "Idletime",
     "vstype": "VStype",
+    "sslreverse": "SSLReverse",
+    "intercept": "Intercept",
     "checktype": "CheckType",
     "checkport": "CheckPort",
     "checkurl": "CheckUrl",
@@ -153,7 +203,7 @@ VS_ELEMENTS = {
 }
 VS_SETTINGS = tuple(VS_ELEMENTS)
 VS_FLAGS = ("enable", "forcel4", "forcel7", "transparent", "subnetoriginating", "sslacceleration", "sslreencrypt",
-            "cache", "compress", "useforsnat")  # fmt: skip
+            "cache", "compress", "useforsnat", "sslreverse", "intercept")  # fmt: skip
 VS_NUMBERS = {"persisttimeout": (0, 604800), "idletime": (0, 86400), "checkport": (0, 65535),
               "checkuseget": (0, 2), "chkinterval": (0, 3600), "chktimeout": (0, 3600),
               "chkretrycount": (0, 100)}  # fmt: skip
@@ -259,6 +309,7 @@ class RealServer:
     addr: str
     port: int
     settings: dict[str, str] = field(default_factory=dict)
+    nrules: int = 0  # content rules on this real server ([REC] <Nrules>)
 
 
 @dataclass
@@ -271,6 +322,9 @@ class VirtualService:
     rs: list[RealServer] = field(default_factory=list)
     # Things the API of this simulator cannot set, for the L7 refusal tests.
     extra: dict[str, Any] = field(default_factory=dict)
+    # SubVSs as the parent lists them ([RECPY] <SubVS>, or [V2] address-less <Rs>).
+    subvs: list[dict[str, str]] = field(default_factory=list)
+    subvs_tag: str = "SubVS"
 
 
 @dataclass
@@ -296,6 +350,7 @@ class KempApiSimulator:
         password: str = "sim-password-71d0",
         firmware: str = "modern",
         interfaces: Iterable[str] = DEFAULT_INTERFACES,
+        additional: dict[int, list[str]] | None = None,
         ignore: Iterable[str] = (),
     ) -> None:
         if firmware not in FIRMWARES:
@@ -304,10 +359,14 @@ class KempApiSimulator:
         self.api_key, self.user, self.password = api_key, user, password
         self.firmware = firmware
         self.interfaces = [str(ipaddress.ip_interface(i)) for i in interfaces]
+        self.additional = {
+            i: [str(ipaddress.ip_interface(a)) for a in addrs] for i, addrs in (additional or {}).items()
+        }
         self.ignore = {p.lower() for p in ignore}
         self.vs: list[VirtualService] = []
         self.log: list[tuple[str, dict[str, str]]] = []  # (command, parameters without secrets)
         self.requests: list[Request] = []
+        self.received: list[str] = []  # every request as it arrived: request line, headers, body
         self._lock = threading.Lock()
         self._next_vs = 1
         self._next_rs = 1
@@ -326,7 +385,10 @@ class KempApiSimulator:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length).decode("latin-1") if length else ""
-                sim._handle(self, urllib.parse.urlsplit(self.path).query, body)
+                if urllib.parse.urlsplit(self.path).path == "/accessv2":
+                    sim._handle_v2(self, body)
+                else:
+                    sim._handle(self, urllib.parse.urlsplit(self.path).query, body)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -372,8 +434,55 @@ class KempApiSimulator:
 
     # -- HTTP --------------------------------------------------------------
 
+    def _keep(self, req: BaseHTTPRequestHandler, body: str) -> None:
+        with self._lock:
+            self.received.append(f"{req.requestline}\n{req.headers}\n{body}")
+
+    def _handle_v2(self, req: BaseHTTPRequestHandler, body: str) -> None:
+        """[KEY, V2]: one JSON object in, one JSON object out."""
+        self._keep(req, body)
+        try:
+            sent = json.loads(body)
+            if not isinstance(sent, dict):
+                raise ValueError
+        except ValueError:
+            self._send_json(req, 400, {"code": 400, "message": "Invalid JSON", "status": "fail"})
+            return
+        params = {str(k).lower(): "" if v is None else str(v) for k, v in sent.items()}
+        command = params.pop("cmd", "")
+        key, user, password = params.pop("apikey", None), params.pop("apiuser", None), params.pop("apipass", None)
+        with self._lock:
+            self.requests.append(Request("POST", command, [], sorted(params), False))
+        ok = key == self.api_key if key is not None else (user, password) == (self.user, self.password)
+        if not ok:  # [V2]: authentication failures are pages, not JSON
+            self._send(req, 401, "<html><body>Unauthorized</body></html>", raw=True)
+            return
+        try:
+            with self._lock:
+                self.log.append((command, dict(params)))
+                for name in self.ignore:
+                    params.pop(name, None)
+                data = self._command(command, params)
+        except ApiError as exc:
+            self._send_json(req, exc.stat, {"code": exc.stat, "message": str(exc), "status": "fail"})
+            return
+        answer: dict[str, Any] = {"code": 200, "message": "Command completed ok", "status": "ok"}
+        if data:
+            answer.update(_json_data(command, data))
+        self._send_json(req, 200, answer)
+
+    @staticmethod
+    def _send_json(req: BaseHTTPRequestHandler, status: int, answer: dict[str, Any]) -> None:
+        payload = json.dumps(answer).encode()
+        req.send_response(status)
+        req.send_header("Content-Type", "application/json")
+        req.send_header("Content-Length", str(len(payload)))
+        req.end_headers()
+        req.wfile.write(payload)
+
     def _handle(self, req: BaseHTTPRequestHandler, query: str, body: str) -> None:
         path = urllib.parse.urlsplit(req.path).path
+        self._keep(req, body)
         try:
             from_query = urllib.parse.parse_qsl(query, keep_blank_values=True)
             from_body = urllib.parse.parse_qsl(body, keep_blank_values=True)
@@ -421,10 +530,10 @@ class KempApiSimulator:
         return user == self.user and password == self.password
 
     @staticmethod
-    def _send(req: BaseHTTPRequestHandler, status: int, body: str) -> None:
-        payload = f'<?xml version="1.0" encoding="ISO-8859-1"?>{body}'.encode("latin-1")
+    def _send(req: BaseHTTPRequestHandler, status: int, body: str, raw: bool = False) -> None:
+        payload = (body if raw else f'<?xml version="1.0" encoding="ISO-8859-1"?>{body}').encode("latin-1")
         req.send_response(status)
-        req.send_header("Content-Type", "text/xml")
+        req.send_header("Content-Type", "text/html" if raw else "text/xml")
         req.send_header("Content-Length", str(len(payload)))
         req.end_headers()
         req.wfile.write(payload)
@@ -498,10 +607,12 @@ class KempApiSimulator:
                     "subnetoriginating": "Y", "idletime": "660", "cache": "N", "compress": "N", "useforsnat": "N",
                     "vstype": "http" if key[2] == "tcp" else "gen", "schedule": "rr",
                     "checktype": "http" if key[2] == "tcp" else "icmp", "persisttimeout": "0",
-                    "checkport": "0"}  # fmt: skip
+                    "checkport": "0", "sslreverse": "N", "intercept": "N", "checkuseget": "0"}  # fmt: skip
         if self.firmware == "modern":
             settings["forcel4"] = "N"
         vs = VirtualService(self._next_vs, *key, settings)
+        # [RECPY] rule counters, 0 on a new service; tests raise them in extra.
+        vs.extra.update(NRules="0", NRequestRules="0", NResponseRules="0", NPreProcessRules="0")
         self._apply_vs(vs, {k: v for k, v in params.items() if k not in VS_ID})
         self._next_vs += 1
         self.vs.append(vs)
@@ -559,6 +670,8 @@ class KempApiSimulator:
         addr, port = self._rs_id(params)
         if any(r.addr == addr and r.port == port for r in vs.rs):
             raise ApiError("Real Server already exists")
+        if vs.subvs:  # [SUBVS]
+            raise ApiError("Real Servers and SubVSs cannot be on the same Virtual Service")
         if addr == vs.vip:
             raise ApiError("Real Server address is the Virtual Service address")
         rs = RealServer(self._next_rs, addr, port, {"forward": "nat", "weight": "1000", "limit": "0", "ratelimit": "0",
@@ -614,7 +727,14 @@ class KempApiSimulator:
         return "".join(
             f"<Interface><Id>{i}</Id><IPAddress>{self.interfaces[i]}</IPAddress><Mtu>1500</Mtu>"
             f"<InterfaceType>Port</InterfaceType><DefaultInterface>{'yes' if i == 0 else 'no'}</DefaultInterface>"
-            "</Interface>"
+            + (
+                "<AdditionalAddresses>"
+                + "".join(f"<Address>{a}</Address>" for a in self.additional[i])
+                + "</AdditionalAddresses>"
+                if self.additional.get(i)
+                else ""
+            )
+            + "</Interface>"
             for i in ids
         )
 
@@ -639,7 +759,11 @@ class KempApiSimulator:
                 parts.append(f"<{tag}>" + "".join(f"<Name>{escape(str(n))}</Name>" for n in value) + f"</{tag}>")
             else:
                 parts.append(f"<{tag}>{escape(str(value))}</{tag}>")
+        parts.append(f"<MasterVS>{1 if vs.subvs else 0}</MasterVS>")  # [RECPY]
         parts += [f"<Rs>{self._rs_xml(vs, r)}</Rs>" for r in vs.rs]
+        for sub in vs.subvs:  # [RECPY] <SubVS>, [V2] address-less <Rs>
+            parts.append(f"<{vs.subvs_tag}>" + "".join(f"<{k}>{escape(v)}</{k}>" for k, v in sub.items())
+                         + f"</{vs.subvs_tag}>")  # fmt: skip
         return "".join(parts)
 
     @staticmethod
@@ -653,7 +777,7 @@ class KempApiSimulator:
             "<DnsName></DnsName>",
         ]
         parts += [f"<{RS_ELEMENTS[k]}>{escape(v)}</{RS_ELEMENTS[k]}>" for k, v in rs.settings.items()]
-        parts.append("<Nrules>0</Nrules>")
+        parts.append(f"<Nrules>{rs.nrules}</Nrules>")
         return "".join(parts)
 
 
@@ -669,3 +793,33 @@ def _number(value: str, name: str, low: int, high: int) -> int:
     if not value.strip().isdigit() or not low <= int(value) <= high:
         raise ApiError(f"{name}: Invalid value {value} ({low}-{high})")
     return int(value)
+
+
+# Elements a v2 answer always gives as lists [V2].
+_JSON_LISTS = ("VS", "Rs", "SubVS", "Interface")
+
+
+def _json_data(command: str, xml_data: str) -> dict[str, Any]:
+    """The data of a v1 answer as a v2 JSON object (module docstring, "v2")."""
+    root = ET.fromstring(f"<Data>{xml_data}</Data>")
+    out = _json_element(root)
+    return out if isinstance(out, dict) else {}
+
+
+def _json_element(elem: ET.Element) -> Any:
+    if not len(elem):
+        text = (elem.text or "").strip()
+        if text in YN:
+            return text == "Y"
+        return int(text) if text.isdigit() and len(text) < 10 else text
+    out: dict[str, Any] = {}
+    for child in elem:
+        value = _json_element(child)
+        if child.tag in _JSON_LISTS:
+            out.setdefault(child.tag, []).append(value)
+        elif child.tag in out:
+            prev = out[child.tag]
+            out[child.tag] = [*prev, value] if isinstance(prev, list) else [prev, value]
+        else:
+            out[child.tag] = value
+    return out

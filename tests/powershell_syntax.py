@@ -12,7 +12,7 @@ numbers stay those of the YAML file.
 ``csharp_blocks`` finds, in the same parse trees, the C# source of every
 ``Add-Type`` and ``Add-CSharpType`` call (a here-string or string literal
 given directly, or through a variable assigned one in the same script), so
-that tests/test_windows_csharp.py can compile each one. A call whose source
+that tests/unit/test_windows_csharp.py can compile each one. A call whose source
 cannot be read that way is reported, never skipped.
 
 Usage: ``python tests/powershell_syntax.py [PATH ...]`` (files or

@@ -3,13 +3,15 @@
 Writes go through the role ``dsr_loadmaster_kemp`` (ansible-playbook, run
 beside the directors by ``dsrprov.enroll``); this module only selects the
 LoadMasters, checks the command line against the inventory, and reads a
-LoadMaster directly through ``dsrprov.kemp`` for ``status`` and for the
-read-back after ``enroll``.
+LoadMaster directly through the collection's API client
+(``plugins/module_utils/kemp_api.py``, imported as ``kemp``) for ``status``
+and for the read-back after ``enroll``.
 
-Credentials: the inventory's ``dsr_loadmaster_kemp_api_key`` (or ``_user``
-and ``_password``) when it is plain text; a vaulted value cannot be read
-here, so ``DSRPROV_KEMP_API_KEY`` (or ``DSRPROV_KEMP_USER`` and
-``DSRPROV_KEMP_PASSWORD``) give it to the CLI's reads instead.
+Credentials: the inventory's ``dsr_loadmaster_kemp_user`` and ``_password``
+(basic auth, the default) or ``dsr_loadmaster_kemp_api_key`` when they are
+plain text; a vaulted value cannot be read here, so ``DSRPROV_KEMP_USER``
+and ``DSRPROV_KEMP_PASSWORD`` (or ``DSRPROV_KEMP_API_KEY``) give them to the
+CLI's reads instead. No secret is ever printed, nor put in a URL.
 """
 
 from __future__ import annotations
@@ -60,8 +62,8 @@ def client(inv: Inventory, name: str, timeout: float = 15.0) -> kemp.Client:
     password = host.str_var("dsr_loadmaster_kemp_password") or env.get("DSRPROV_KEMP_PASSWORD", "")
     if not api_key and not (user and password):
         raise kemp.KempError(
-            f"no credentials the CLI can read for LoadMaster {name} (vaulted?): set DSRPROV_KEMP_API_KEY, "
-            "or DSRPROV_KEMP_USER and DSRPROV_KEMP_PASSWORD"
+            f"no credentials the CLI can read for LoadMaster {name} (vaulted?): set DSRPROV_KEMP_USER and "
+            "DSRPROV_KEMP_PASSWORD, or DSRPROV_KEMP_API_KEY"
         )
     return kemp.Client(
         host.str_var("dsr_loadmaster_kemp_address") or host.address,
@@ -106,7 +108,7 @@ def read(inv: Inventory, names: list[str], timeout: float = 15.0) -> tuple[list[
     """Every real server of the inventory's services on each LoadMaster, as the LoadMaster reports it.
 
     Returns rows ``{loadmaster, service, vs, layer, host, address, forward, weight, enable, status}``
-    (layer: the Virtual Service's, as ``dsrprov.kemp.layer`` reads it; host is "-" for a real server
+    (layer: the Virtual Service's, as ``kemp.layer`` reads it; host is "-" for a real server
     the inventory does not list, forward "missing" for one the LoadMaster lacks) and the LoadMasters
     that could not be read, with the reason."""
     rows: list[dict[str, Any]] = []
@@ -160,14 +162,21 @@ def table(rows: list[dict[str, Any]]) -> str:
     return render([head, *[[str(r[k]) for k in keys] for r in rows]])
 
 
+def _drained(inv: Inventory, host: str) -> bool:
+    """``dsr_weight: 0``: the host is registered disabled (no new connections), by design."""
+    return inv.host(host).str_var("dsr_weight").strip() == "0"
+
+
 def registered(inv: Inventory, names: list[str], hosts: list[str]) -> dict[str, Check]:
-    """Read back after enroll: is each host a "route", enabled real server of its services on the
-    LoadMasters, in a Virtual Service that works at layer 4 (route on layer 7 is no DSR)?"""
+    """Read back after enroll: is each host a "route" real server of its services on the
+    LoadMasters, in a Virtual Service that works at layer 4 (route on layer 7 is no DSR),
+    enabled, or disabled where its ``dsr_weight`` is 0 (registered, drained)?"""
     rows, errors = read(inv, names)
     out: dict[str, Check] = {}
     for host in hosts:
         mine = [r for r in rows if r["host"] == host]
-        bad = [r for r in mine if r["forward"] != "route" or r["enable"] != "Y" or r["layer"] != "4"]
+        enable = "N" if _drained(inv, host) else "Y"
+        bad = [r for r in mine if r["forward"] != "route" or r["enable"] != enable or r["layer"] != "4"]
         if errors:
             out[host] = Check("registered at the LoadMaster", None, "not read back: " + "; ".join(errors.values()))
         elif not mine:
@@ -178,6 +187,9 @@ def registered(inv: Inventory, names: list[str], hosts: list[str]) -> dict[str, 
                 for r in bad
             )
             out[host] = Check("registered at the LoadMaster", False, detail)
+        elif enable == "N":
+            detail = ", ".join(f"{r['loadmaster']} {r['vs']} route, disabled (dsr_weight 0: drained)" for r in mine)
+            out[host] = Check("registered at the LoadMaster", True, detail)
         else:
             detail = ", ".join(f"{r['loadmaster']} {r['vs']} route weight {r['weight']}" for r in mine)
             out[host] = Check("registered at the LoadMaster", True, detail)

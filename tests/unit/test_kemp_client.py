@@ -1,8 +1,9 @@
-"""dsrprov.kemp (the API client and the reconciler) against the Kemp API
+"""The Kemp API client and the reconciler (the collection's
+plugins/module_utils/kemp_api.py, which the CLI imports too) against the Kemp API
 SIMULATOR (tests/kemp_simulator.py), in both of its firmware generations
 (``simulator-modern``: Layer, ForceL4 and ForceL7 reported; ``simulator-legacy``:
 only ForceL7), and the simulator's own strictness, without Ansible. No real
-LoadMaster is involved here: tests/test_kemp_role.py has the ones that also
+LoadMaster is involved here: tests/unit/test_kemp_role.py has the ones that also
 run against a real LoadMaster."""
 
 from __future__ import annotations
@@ -50,9 +51,19 @@ def service(*addresses: str, weight: int = 1, vip: str = VIP, **extra: Any) -> d
             "real_servers": [{"name": a, "address": a, "weight": weight} for a in addresses], **extra}  # fmt: skip
 
 
+def owner_file(sim: KempApiSimulator) -> str:
+    """The ownership file of this simulated LoadMaster (one per simulator, as the role keeps one per LoadMaster)."""
+    return str(sim.pki.cert_file.parent / f"owned-{sim.port}.json")
+
+
+def reconciler(sim: KempApiSimulator, c: kemp.Client | None = None, **kwargs: Any) -> kemp.Reconciler:
+    kwargs.setdefault("owner_file", owner_file(sim))
+    return kemp.Reconciler(c or client(sim), **kwargs)
+
+
 def rec(sim: KempApiSimulator, **kwargs: Any) -> kemp.Reconciler:
     kwargs.setdefault("drain_seconds", 0)
-    return kemp.Reconciler(client(sim), **kwargs)
+    return reconciler(sim, **kwargs)
 
 
 def modvs_params(sim: KempApiSimulator) -> list[dict[str, str]]:
@@ -127,13 +138,13 @@ def test_credentials_are_required() -> None:
 # --------------------------------------------------------------------------
 
 
-def test_api_key_in_the_query_string_parameters_in_the_body_on_the_simulator(sim: KempApiSimulator) -> None:
-    """The key where a v1 client is shown to send it (query), every other parameter in the POST body."""
+def test_api_key_in_the_v2_json_body_parameters_beside_it_on_the_simulator(sim: KempApiSimulator) -> None:
+    """A key alone: every command a POST to /accessv2, its parameters in the same JSON body (Kemp's v2 form)."""
     rec(sim).run([service("10.0.0.11")])
-    assert sim.requests and all(r.method == "POST" and r.query == ["apikey"] for r in sim.requests)
-    assert all("apikey" not in r.body and not r.basic_auth for r in sim.requests)
+    assert sim.requests and all(r.method == "POST" and r.query == [] and not r.basic_auth for r in sim.requests)
     addrs = next(r for r in sim.requests if r.command == "addrs")
     assert {"vs", "port", "prot", "rs", "rsport", "forward"} <= set(addrs.body)
+    assert all(line.startswith("POST /accessv2 ") for line in (r.splitlines()[0] for r in sim.received))
 
 
 def test_basic_auth_puts_nothing_in_the_url_on_the_simulator(sim: KempApiSimulator) -> None:
@@ -142,10 +153,9 @@ def test_basic_auth_puts_nothing_in_the_url_on_the_simulator(sim: KempApiSimulat
     assert sim.requests and all(r.query == [] and r.basic_auth for r in sim.requests)
 
 
-def test_a_key_in_the_form_body_is_not_the_documented_form(sim: KempApiSimulator) -> None:
-    """The simulator takes the key only from the query string: no source shows a form-body key."""
-    c = client(sim)
-    c._api_key = None
+def test_a_key_in_a_v1_form_body_is_not_the_documented_form(sim: KempApiSimulator) -> None:
+    """The simulator takes no key from a v1 form body: no source shows one there."""
+    c = client(sim, user=sim.user, password="not-it")
     with pytest.raises(kemp.KempAuthError):
         c.call("listvs", apikey=sim.api_key)
 
@@ -213,11 +223,11 @@ def test_firmware_ignoring_the_force_parameters_leaves_nothing_half_made(pki: Si
         assert "is at layer 7" in str(err.value) and "the firmware did not take it" in str(err.value)
         assert "no real server was added" in str(err.value) and "deleted again" in str(err.value)
         assert sim.commands() == ["addvs", "modvs", "delvs"] and sim.vs == []
-        # An existing layer-7 service: not ours to delete, but no real server is added to it.
+        # An existing layer-7 service, handed over: not ours to delete, but no real server is added to it.
         client(sim).add_vs(VIP, 80, "tcp", nickname="web")
         writes = len(sim.commands())
         with pytest.raises(kemp.KempError, match="no real server was changed"):
-            rec(sim).run([service("10.0.0.11")])
+            rec(sim).run([service("10.0.0.11", adopt=True)])
         assert sim.commands()[writes:] == ["modvs"]
         vs = sim.find(VIP, 80)
         assert vs is not None and vs.rs == []
@@ -316,13 +326,10 @@ def test_persistence_longer_than_the_loadmaster_keeps_is_refused_before_any_requ
 def test_real_servers_off_the_loadmaster_networks_are_refused_before_any_change(sim: KempApiSimulator) -> None:
     with pytest.raises(kemp.KempError, match=r"real server 192\.0\.2\.11 \(192\.0\.2\.11\) is on no network of"):
         rec(sim).run([service("192.0.2.11")])
-    # One-armed: the VIP on the real servers' subnet (10.250.0.11 is on another interface than 10.0.0.200).
-    with pytest.raises(kemp.KempError, match="Kemp's DSR works one-armed only"):
-        rec(sim).run([service("10.250.0.11")])
-    assert sim.commands() == [] and [c for c, _ in sim.log] == ["listvs", "showiface"] * 2
-    # The check can be turned off (for real servers on an additional address, which showiface does not list).
-    rec(sim, check_networks=False).run([service("10.250.0.11")])
-    assert "showiface" not in [c for c, _ in sim.log[4:]]
+    assert sim.commands() == [] and [c for c, _ in sim.log] == ["listvs", "showiface"]
+    # The check can be turned off.
+    rec(sim, check_networks=False).run([service("192.0.2.11")])
+    assert "showiface" not in [c for c, _ in sim.log[2:]]
 
 
 def test_ipv6_service_on_the_loadmaster_subnet(sim: KempApiSimulator) -> None:
@@ -339,7 +346,7 @@ def test_ipv6_service_on_the_loadmaster_subnet(sim: KempApiSimulator) -> None:
 
 def test_reconciler_create_idempotent_drain_remove(sim: KempApiSimulator) -> None:
     slept: list[float] = []
-    run = lambda: kemp.Reconciler(client(sim), drain_seconds=5, sleep=slept.append)  # noqa: E731
+    run = lambda: reconciler(sim, drain_seconds=5, sleep=slept.append)  # noqa: E731
     assert run().run([service("10.0.0.11")]) is True
     assert sim.commands() == ["addvs", "modvs", "addrs"]
     r = run()
@@ -357,7 +364,7 @@ def test_reconciler_drain_only_removes_leavers_and_adds_nothing(sim: KempApiSimu
     """site.yml's first play: the one that leaves is drained and deleted, the one that joins is not added yet."""
     rec(sim).run([service("10.0.0.11", "10.0.0.12")])
     slept: list[float] = []
-    r = kemp.Reconciler(client(sim), drain_seconds=5, sleep=slept.append, add=False)
+    r = reconciler(sim, drain_seconds=5, sleep=slept.append, add=False)
     assert r.run([service("10.0.0.12", "10.0.0.13", weight=7)]) is True
     assert [a.split(" ")[0] for a in r.actions] == ["drain", "wait", "delete"]
     assert "10.0.0.11" in r.actions[0] and "10.0.0.11" in r.actions[2]
@@ -365,7 +372,7 @@ def test_reconciler_drain_only_removes_leavers_and_adds_nothing(sim: KempApiSimu
     vs = sim.find(VIP, 80)
     assert vs is not None and [(x.addr, x.settings.get("weight")) for x in vs.rs] == [("10.0.0.12", "1")]
     # Nothing leaves: nothing happens; a service that does not exist yet is not created.
-    r = kemp.Reconciler(client(sim), drain_seconds=5, sleep=slept.append, add=False)
+    r = reconciler(sim, drain_seconds=5, sleep=slept.append, add=False)
     assert r.run([service("10.0.0.12", "10.0.0.13"), service("10.0.0.21", vip="10.0.0.201", name="web2")]) is False
     assert r.actions == [] and sim.find("10.0.0.201", 80) is None
 
@@ -374,7 +381,7 @@ def test_reconciler_check_mode_writes_and_waits_nothing(sim: KempApiSimulator) -
     rec(sim).run([service("10.0.0.11")])
     writes = sim.commands()
     slept: list[float] = []
-    r = kemp.Reconciler(client(sim), check=True, drain_seconds=9, sleep=slept.append)
+    r = reconciler(sim, check=True, drain_seconds=9, sleep=slept.append)
     assert r.run([service("10.0.0.12", weight=0, health_check={"type": "http", "path": "/x"})]) is True
     assert sim.commands() == writes and slept == []
     assert "CheckType=http" in r.after[0] and "CheckUrl=/x" in r.after[0]

@@ -190,7 +190,10 @@ def test_create_then_rerun_changes_nothing(lm: Lm, tmp_path: Path) -> None:
     assert vs is not None and kemp.force_l4(vs), vs
     if "Layer" in vs:  # the firmware's own word, where it reports it
         assert vs["Layer"] == "4", vs
-    assert vs["Enable"] == "Y" and vs["Schedule"] == "rr" and vs["NickName"] == "web"
+    assert vs["Enable"] == "Y" and vs["Schedule"] == "rr" and vs["NickName"] == "dsrprov-web"
+    # The real servers it registered, recorded next to the inventory (docs/kemp.md, "Ownership").
+    owned = json.loads((tmp_path / "dsrprov_kemp" / "lm1.json").read_text())
+    assert owned["real_servers"] == {f"{lm.vip}:80/tcp": [f"{lm.rs[0]}:80"]}
     # No health_check in the model: its default, TCP on the service port (not the LoadMaster's HTTP default).
     checks = check_view(vs)
     assert (checks["CheckType"], checks["CheckPort"]) == ("tcp", "80"), vs
@@ -313,6 +316,13 @@ def test_wrong_credentials_refused_and_never_shown(lm: Lm, tmp_path: Path) -> No
     assert code == 0, out
     for secret in lm.secrets:
         assert secret not in out
+    if lm.sim:
+        # The key went in a JSON body only, never in a request line or a header.
+        for raw in lm.sim.received:
+            line, _, rest = raw.partition("\n")
+            headers, _, _body = rest.rpartition("\n")
+            assert line.startswith("POST /accessv2 ") and wrong not in line and lm.sim.api_key not in line, line
+            assert lm.sim.api_key not in headers and wrong not in headers
 
 
 def test_unknown_certificate_refused(lm: Lm, tmp_path: Path, other_pki: SimPki) -> None:
@@ -404,7 +414,7 @@ def test_health_check_and_persistence_follow_the_service_model(lm: Lm, tmp_path:
     assert vs is not None and kemp.force_l4(vs)
     assert check_view(vs) == {"CheckType": "http", "CheckPort": "8080", "CheckUrl": "/healthz", "CheckCodes": ""}
     assert vs["Persist"] == "src" and vs["PersistTimeout"] == "300"
-    assert "CheckType=http CheckPort=8080 CheckUrl=/healthz Persist=src PersistTimeout=300" in out
+    assert "CheckType=http CheckPort=8080 CheckUseGet=1 CheckUrl=/healthz Persist=src PersistTimeout=300" in out
     assert recap(play(inv)[1])["changed"] == 0
     # The model changes: a TCP check on the service port, no persistence.
     inv = write_inventory(tmp_path, lm, ["rs1"], service={"health_check": {"type": "tcp"}})
@@ -437,4 +447,63 @@ def test_module_documentation_renders_with_ansible_doc() -> None:
     doc = json.loads(proc.stdout)["dsrprov.dsr.dsr_kemp_services"]
     assert doc["doc"]["options"]["services"]["required"] is True
     assert yaml.safe_load(doc["examples"])[0]["dsrprov.dsr.dsr_kemp_services"]["address"]
-    assert set(doc["return"]) == {"actions", "services"}
+    assert set(doc["return"]) == {"actions", "services", "warnings_seen"}
+
+
+def test_udp_service_without_a_check_gets_no_tcp_check(lm: Lm, tmp_path: Path) -> None:
+    """The service model fills in a tcp check; on the LoadMaster a udp service without one gets the
+    LoadMaster's own UDP default (layer 3, ICMP), never a TCP check of a UDP-only daemon."""
+    if lm.sim is None:
+        pytest.skip("the real LoadMaster runs use port 80/tcp only")
+    inv = write_inventory(tmp_path, lm, ["rs1"], service={"protocol": "udp", "port": 53})
+    code, out = play(inv)
+    assert code == 0, out
+    vs = lm.client().find_vs(lm.vip, 53, "udp")
+    assert vs is not None and vs["CheckType"] == "icmp", vs
+    assert all(p.get("checktype") != "tcp" for c, p in lm.sim.log if c in ("addvs", "modvs"))
+
+
+def test_a_preexisting_virtual_service_is_refused_until_adopted(lm: Lm, tmp_path: Path) -> None:
+    client = lm.client()
+    client.add_vs(lm.vip, 80, "tcp", nickname="shop")  # an administrator's, not dsrprov's
+    client.mod_vs(lm.vip, 80, "tcp", forcel7="N")
+    before = lm.writes()
+    code, out = play(write_inventory(tmp_path, lm, ["rs1"]))
+    assert code != 0 and "was not created by dsrprov" in out and "dsr_loadmaster_kemp_adopt: [web]" in out, out
+    assert lm.writes() == before
+    vs = lm.vs()
+    assert vs is not None and vs["NickName"] == "shop" and kemp.real_servers(vs) == []
+    code, out = play(write_inventory(tmp_path, lm, ["rs1"], lm_vars={"dsr_loadmaster_kemp_adopt": ["web"]}))
+    assert code == 0, out
+    vs = lm.vs()
+    assert vs is not None and vs["NickName"] == "dsrprov-web" and rs_view(vs) == {lm.rs[0]: ("route", "1", "Y")}
+
+
+def test_the_module_refuses_an_empty_service_without_allow_empty(lm: Lm, tmp_path: Path) -> None:
+    """The module's own guard, whatever calls it: an empty list would drain every real server."""
+    assert play(write_inventory(tmp_path, lm, ["rs1"]))[0] == 0
+    settings = {k.replace("dsr_loadmaster_kemp_", ""): v for k, v in {**lm.auth, **lm.tls}.items()}
+    empty = {"name": "web", "vip": lm.vip, "port": 80, "protocol": "tcp", "real_servers": []}
+    args = {"address": lm.address, **settings, "drain_seconds": 0, "services": [empty],
+            "ownership_file": str(tmp_path / "dsrprov_kemp" / "lm1.json")}  # fmt: skip
+    task = {"name": "Register", "dsrprov.dsr.dsr_kemp_services": args}
+    book = tmp_path / "empty.yml"
+    book.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Empty",
+                    "hosts": "lm1",
+                    "connection": "local",
+                    "gather_facts": False,
+                    "tasks": [task],
+                    "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"},
+                }
+            ]
+        )
+    )
+    proc = run_playbook(str(book), "--limit", "lm1", inventory=tmp_path / "hosts.yml")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "no real server holds its VIP; refused" in out and "allow_empty" in out, out
+    vs = lm.vs()
+    assert vs is not None and rs_view(vs) == {lm.rs[0]: ("route", "1", "Y")}

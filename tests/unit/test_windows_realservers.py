@@ -1,13 +1,13 @@
 """Issue 26 review points on the Windows real servers, tested without Windows.
 
-As in tests/test_windows_modules.py, no PowerShell runs here: the modules
+As in tests/unit/test_windows_modules.py, no PowerShell runs here: the modules
 are read as parse trees (tree-sitter-powershell) and each rule is shown to
 catch the fault the review found on a small script that has it. What only
 Windows can prove is a step of the molecule ``windows`` scenario (skipped
-without a host, tests/test_windows_role.py::test_molecule_windows_acceptance);
+without a host, tests/unit/test_windows_role.py::test_molecule_windows_acceptance);
 the tests below check that those steps are there. The SetupAPI side
 (reboot after DIF_REMOVE, "no driver") runs against the fake setupapi.dll in
-tests/test_windows_csharp.py.
+tests/unit/test_windows_csharp.py.
 """
 
 from __future__ import annotations

@@ -1,21 +1,27 @@
-"""A small client for the Kemp LoadMaster RESTful API (v1: ``/access/<command>``, XML answers).
+"""A small client for the Kemp LoadMaster RESTful API, and the reconciler that
+brings the inventory's services onto one LoadMaster.
 
-Written from Kemp's public documentation (docs/kemp.md lists the pages):
+Written from Kemp's public documentation and code (docs/kemp.md lists the
+pages and what each confirms):
 
-- every command is ``https://LM/access/<command>`` with ``name=value``
-  parameters; the documentation shows them in the query string and notes that
-  an HTTP POST with the same parameters as the body "is a more secure method
-  because the parameters are not passed in the URL". This client POSTs its
-  parameters in the body;
-- authentication is HTTP basic (the ``bal`` user or another; the password
-  travels in the Authorization header, never in a URL) or an API key. The
-  key goes where the v1 API is shown to take it: the ``apikey`` parameter of
-  the QUERY STRING (mathlu/loadmaster-go-client sends it so; no source found
-  confirms a key in a form body, see docs/kemp.md). The URL is never logged
-  and never part of an error message, here or in the role;
-- a success is ``<Response stat="200" code="ok">`` holding ``<Success>``
+- HTTP basic authentication is the default and the recommended way: every
+  command is ``POST https://LM/access/<command>`` (the v1 API, XML answers)
+  with its ``name=value`` parameters in the form body, the user and password
+  in the ``Authorization`` header. The Programmer Guide's "API Examples"
+  recommend POST "because the parameters are not passed in the URL";
+- an API key goes only where Kemp documents one: in the JSON body of the v2
+  API, ``POST https://LM/accessv2`` with ``{"cmd": ..., "apikey": ...}``
+  (Kemp KB "JSON based Input and Output for the LoadMaster RESTful API",
+  firmware 7.2.50 and later; the Programmer Guide's introduction: Session
+  Management must be enabled for it). No secret is ever put in a URL, and
+  neither the body nor the Authorization header is ever logged or part of
+  an error message;
+- a v1 success is ``<Response stat="200" code="ok">`` holding ``<Success>``
   (with ``<Data>`` for reads), a failure ``<Response stat="..." code="fail">``
-  holding ``<Error>text</Error>``;
+  holding ``<Error>text</Error>``; a v2 answer is a JSON object with
+  ``code``, ``message`` and ``status`` beside the data. Both are read into
+  the same shape: element (key) -> text, nested elements as lists of dicts,
+  JSON booleans as ``Y``/``N`` and numbers as text;
 - Virtual Services are named by ``vs`` (VIP), ``port`` and ``prot`` (tcp,
   udp); real servers additionally by ``rs`` (address) and ``rsport``.
 
@@ -25,9 +31,10 @@ system's trust store, or a pinned SHA-256 fingerprint of the certificate
 the TLS handshake, before any request, so credentials never reach a server
 whose certificate does not match.
 
-This file is shared, unchanged, by the CLI (``dsrprov.kemp``) and the Ansible
-modules of the role ``dsr_loadmaster_kemp`` (its ``module_utils/dsr_kemp.py``
-is a symlink to it): standard library only, no Ansible import.
+This file is the collection's ``module_utils/kemp_api.py``: the module
+``dsr_kemp_services`` imports it, and so does the CLI (``dsrprov.loadmaster``,
+as ``ansible_collections.dsrprov.dsr.plugins.module_utils.kemp_api``).
+Standard library only.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ import base64
 import hashlib
 import http.client
 import ipaddress
+import json
+import os
 import re
 import ssl
 import urllib.parse
@@ -46,14 +55,33 @@ from typing import Any
 # LoadMaster forwards at layer 4 and never sees the replies, so anything that
 # needs the payload or the reply (SSL offload, content switching, header or
 # body rules, caching, compression, WAF, L7 persistence) cannot work.
+# Flags as showvs reports them (recorded answers: python-kemptech-api's test
+# data and mathlu/loadmaster-go-client test_data carry SSLReverse,
+# SSLReencrypt, Intercept, Cache, Compress, EspEnabled; SSLAcceleration
+# appears once set).
 L7_FLAGS = {
     "SSLAcceleration": "SSL acceleration (offload)",
     "SSLReencrypt": "SSL re-encryption",
+    "SSLReverse": "reverse SSL (re-encryption towards the real servers)",
     "Cache": "caching",
     "Compress": "compression",
     "Intercept": "the web application firewall (Intercept)",
     "EspEnabled": "Edge Security Pack authentication",
 }
+# Numeric settings that are on when not 0: the WAF's mode (InterceptMode,
+# firmware with the OWASP WAF).
+L7_MODES = {"InterceptMode": "the web application firewall"}
+# Rule counters firmware reports instead of the rule names (the recorded
+# showvs answers: NRules, NRequestRules, NResponseRules, NPreProcessRules;
+# NMatchBodyRules on firmware with body modification rules).
+L7_COUNTERS = {
+    "NRules": "content switching rules",
+    "NRequestRules": "content rules on requests",
+    "NResponseRules": "content rules on responses",
+    "NMatchBodyRules": "body modification rules",
+    "NPreProcessRules": "pre-processing content rules",
+}
+# Rule names, where a firmware lists them.
 L7_RULES = {
     "RequestRules": "content rules on requests",
     "ResponseRules": "content rules on responses",
@@ -131,9 +159,27 @@ def _element_dict(elem: ET.Element) -> dict[str, Any]:
 
 
 def real_servers(vs: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ``<Rs>`` entries of a showvs answer."""
+    """The real servers of a showvs answer: its ``<Rs>`` entries that have an address.
+
+    A parent Virtual Service lists its SubVSs like real servers, with
+    ``VSIndex``, ``RsIndex`` and ``Name`` but no ``Addr``: as ``<SubVS>``
+    entries (python-kemptech-api's recorded parent answer) or as ``<Rs>``
+    entries (technicallyJack/terraform-provider-kemp: "the parent treats each
+    SubVS like a real server"). Those are not real servers (``subvs``)."""
     rs = vs.get("Rs") or []
-    return [r for r in rs if isinstance(r, dict)]
+    return [r for r in rs if isinstance(r, dict) and str(r.get("Addr") or "").strip()]
+
+
+def subvs(vs: dict[str, Any]) -> list[dict[str, Any]]:
+    """The SubVS entries of a showvs answer, in either shape (see ``real_servers``)."""
+    found = [r for r in vs.get("SubVS") or [] if isinstance(r, dict)]
+    found += [r for r in vs.get("Rs") or [] if isinstance(r, dict) and not str(r.get("Addr") or "").strip()]
+    return found
+
+
+def _count(value: Any) -> int:
+    text = str(value or "0").strip()
+    return int(text) if text.isdigit() else (0 if not text else 1)
 
 
 def layer(vs: dict[str, Any]) -> str:
@@ -159,22 +205,28 @@ def force_l4(vs: dict[str, Any]) -> bool:
 
 
 def l7_problems(vs: dict[str, Any]) -> list[str]:
-    """What on a Virtual Service DSR cannot honour, one phrase each."""
+    """What on a Virtual Service DSR cannot honour, one phrase each (flags, counters, rules, persistence)."""
     problems = [f"{what} ({key}=Y)" for key, what in L7_FLAGS.items() if _flag(vs.get(key))]
+    problems += [f"{what} ({key}={vs[key]})" for key, what in L7_MODES.items() if _count(vs.get(key))]
+    problems += [f"{what} ({key}={vs[key]})" for key, what in L7_COUNTERS.items() if _count(vs.get(key))]
+    counted = {what for key, what in L7_COUNTERS.items() if _count(vs.get(key))}
     for key, what in L7_RULES.items():
         value = vs.get(key)
-        if value and value != "0":
+        if value and value != "0" and what not in counted:
             names = value if isinstance(value, list) else [value]
             problems.append(f"{what} ({key}: {', '.join(str(n) for n in names)})")
     persist = str(vs.get("Persist") or "").strip().lower()
     if persist not in L4_PERSIST:
         problems.append(f"persistence {vs.get('Persist')!r} (only source IP persistence, Persist=src, works with DSR)")
-    if vs.get("SubVS"):
-        problems.append("SubVSs (content switching)")
+    subs = subvs(vs)
+    if subs or _count(vs.get("MasterVS")):
+        problems.append(f"SubVSs (content switching; {len(subs) or 'some'} listed)")
     for r in real_servers(vs):
-        rules = r.get("MatchRules") or r.get("Rules")
-        if rules and rules != "0":
-            problems.append(f"content rules on real server {r.get('Addr')}:{r.get('Port')}")
+        rules = r.get("Nrules") or r.get("MatchRules") or r.get("Rules")
+        if rules and (not isinstance(rules, str) or _count(rules)):
+            problems.append(
+                f"content rules on real server {_hostport(r.get('Addr', '?'), r.get('Port'))} (Nrules={rules})"
+            )
     return problems
 
 
@@ -195,9 +247,13 @@ class Client:
         self.host, self.port = split_address(address)
         self.address = address
         if not api_key and not (user and password):
-            raise KempError("no LoadMaster credentials: give an API key, or a user and a password")
-        self._api_key = api_key or None
-        self._auth = None if api_key else "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            raise KempError("no LoadMaster credentials: give a user and a password, or an API key")
+        # Basic auth first: it is the v1 API every firmware has, and the
+        # password travels in a header only. The key is used without them.
+        self._auth = (
+            "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii") if user and password else None
+        )
+        self._api_key = None if self._auth else api_key
         self._pin = normalize_fingerprint(fingerprint) if fingerprint else None
         self.timeout = timeout
         if self._pin and not ca_file:
@@ -241,32 +297,64 @@ class Client:
                 )
         return conn
 
-    def call(self, command: str, **params: Any) -> ET.Element:
-        """Run one command; return the ``<Success>`` element, or raise KempError with the ``<Error>`` text."""
+    @property
+    def api(self) -> str:
+        """Which API this client speaks: "v1" (basic auth, XML) or "v2" (API key in a JSON body)."""
+        return "v2" if self._api_key else "v1"
+
+    def call(self, command: str, **params: Any) -> dict[str, Any]:
+        """Run one command; return its data (``<Data>`` or the JSON object), or raise KempError."""
         if not re.match(r"^[a-z0-9]+$", command):
             raise KempError(f"bad command name {command!r}")
         fields = {k: _param(v) for k, v in params.items() if v is not None}
-        body = urllib.parse.urlencode(fields)
-        headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/xml"}
-        path = f"/access/{command}"
         if self._api_key:
-            # The documented place for the key (module docstring). This path
-            # holds a secret: it is never logged nor put in a message.
-            path += "?" + urllib.parse.urlencode({"apikey": self._api_key})
+            # Kemp's documented form for a key: the v2 JSON body (module docstring).
+            path, content = "/accessv2", "application/json"
+            body = json.dumps({"cmd": command, **fields, "apikey": self._api_key})
+        else:
+            path, content = f"/access/{command}", "application/x-www-form-urlencoded"
+            body = urllib.parse.urlencode(fields)
+        headers = {"Content-Type": content, "Accept": "application/json" if self._api_key else "application/xml"}
         if self._auth:
             headers["Authorization"] = self._auth
         conn = self._connect()
         try:
-            conn.request("POST", path, body=body, headers=headers)
+            conn.request("POST", path, body=body.encode(), headers=headers)
             resp = conn.getresponse()
             status, text = resp.status, resp.read()
         except (OSError, http.client.HTTPException) as exc:
-            raise KempError(f"LoadMaster {self.address}: {command}: {exc}") from None
+            raise KempError(
+                f"LoadMaster {self.address}: {command}: {type(exc).__name__}: {_no_secret(str(exc))}"
+            ) from None
         finally:
             conn.close()
+        if self._api_key:
+            return self._parse_json(command, status, text)
         root = self._parse(command, status, text)
         success = root.find("Success")
-        return success if success is not None else root
+        data = success.find("Data") if success is not None else None
+        return _element_dict(data) if data is not None else {}
+
+    def _parse_json(self, command: str, status: int, text: bytes) -> dict[str, Any]:
+        where = f"LoadMaster {self.address}: {command}"
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            answer = None
+        if status == 401 or (isinstance(answer, dict) and str(answer.get("code")) == "401"):
+            raise KempAuthError(f"{where}: access denied (HTTP 401): wrong API key or user/password")
+        if not isinstance(answer, dict):
+            if status == 404:
+                raise KempError(
+                    f"{where}: HTTP 404 for /accessv2: is the API interface enabled, the firmware 7.2.50 or "
+                    "later? (or use a user and password, the v1 API)"
+                )
+            raise KempError(f"{where}: HTTP {status}, not an API answer")
+        code = str(answer.get("code", status))
+        if code == "200" and str(answer.get("status", "ok")).lower() == "ok" and status == 200:
+            return {k: _json_value(v) for k, v in answer.items() if k not in ("code", "message", "status")}
+        message = " ".join(str(answer.get("message") or "").split())
+        raise KempError(f"{where} failed ({code}): {message or 'no reason given'}")
 
     def _parse(self, command: str, status: int, text: bytes) -> ET.Element:
         where = f"LoadMaster {self.address}: {command}"
@@ -291,27 +379,35 @@ class Client:
     # -- the LoadMaster's own networks --------------------------------------
 
     def interfaces(self) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
-        """The addresses of the LoadMaster's interfaces, with their prefixes.
+        """The addresses of the LoadMaster's interfaces, with their prefixes, additional addresses included.
 
         ``showiface`` without ``iface`` answers for every interface (Kemp's
         PowerShell module, Get-NetworkInterface), each ``<Interface>`` with
         ``<IPAddress>a.b.c.d/nn</IPAddress>`` (the Multi-Tenant API
-        description's answer; additional addresses are not read)."""
-        data = self.call("showiface").find("Data")
+        description's answer) and, where an interface has them,
+        ``<AdditionalAddresses>`` holding more ``a.b.c.d/nn`` (the form
+        ``addadditional`` takes them in, Multi-Tenant API description);
+        every text under it that is an address with a prefix is read."""
+        data = self.call("showiface")
+        ifaces = data.get("Interface") or []
         found = []
-        for iface in data.iter("Interface") if data is not None else []:
-            text = (iface.findtext("IPAddress") or "").strip()
-            try:
-                found.append(ipaddress.ip_interface(text))
-            except ValueError:
+        for iface in ifaces if isinstance(ifaces, list) else [ifaces]:
+            if not isinstance(iface, dict):
                 continue
+            texts = [str(iface.get("IPAddress") or ""), *_texts(iface.get("AdditionalAddresses"))]
+            for text in texts:
+                for word in text.replace(",", " ").split():
+                    try:
+                        found.append(ipaddress.ip_interface(word.strip()))
+                    except ValueError:
+                        continue
         return found
 
     # -- Virtual Services --------------------------------------------------
 
     def list_vs(self) -> list[dict[str, Any]]:
-        data = self.call("listvs").find("Data")
-        return [_element_dict(v) for v in (data.findall("VS") if data is not None else [])]
+        found = self.call("listvs").get("VS") or []
+        return [v for v in (found if isinstance(found, list) else [found]) if isinstance(v, dict)]
 
     def find_vs(self, vip: str, port: int, prot: str) -> dict[str, Any] | None:
         """The Virtual Service VIP:PORT/PROT with its real servers (showvs), or None."""
@@ -326,9 +422,7 @@ class Client:
         return None
 
     def show_vs(self, vip: str, port: int, prot: str) -> dict[str, Any]:
-        el = self.call("showvs", vs=vip, port=port, prot=prot)
-        data = el.find("Data")
-        return _element_dict(data if data is not None else el)
+        return self.call("showvs", vs=vip, port=port, prot=prot)
 
     def add_vs(self, vip: str, port: int, prot: str, **settings: Any) -> None:
         self.call("addvs", vs=vip, port=port, prot=prot, **settings)
@@ -366,11 +460,21 @@ WEIGHT_MAX = 65530
 # The same module validates -PersistTimeout with ValidateRange(0, 604800).
 PERSIST_TIMEOUT_MAX = 604800
 # The service model's health_check type as the LoadMaster's CheckType. The
-# LoadMaster has no check of a UDP port (the module's CheckType set: tcp,
-# icmp, https, http, smtp, nntp, ftp, telnet, pop3, imap, rdp, ldap, none);
-# Kemp checks UDP services at layer 3 (ICMP) by default, so that is the
-# nearest: it sees a host go down, not a service (docs/kemp.md).
+# LoadMaster has no check of a UDP port (Kemp's PowerShell module's CheckType
+# set: tcp, icmp, https, http, smtp, nntp, ftp, telnet, pop3, imap, rdp,
+# ldap, none); Kemp's overview: UDP services are checked at layer 3 (ICMP)
+# by default, so a udp check is that: it sees a host go down, not a service.
 HEALTH_CHECKS = {"tcp": "tcp", "http": "http", "udp": "icmp"}
+# The check a service gets when its health_check names no type, per
+# protocol: TCP on the service port for tcp (the directors' default; the
+# LoadMaster's own, HTTP, would mark a TLS or database server down), and
+# for udp what the LoadMaster itself does for a UDP service, a layer 3 check
+# (never a TCP check: a UDP-only daemon, DNS or syslog, answers none).
+DEFAULT_CHECKS = {"tcp": "tcp", "udp": "udp"}
+# CheckUseGet: the HTTP method of an http check, 0 HEAD (the default in every
+# recorded answer), 1 GET, 2 POST (technicallyJack/terraform-provider-kemp,
+# checked against 7.2.63). keepalived's HTTP_GET sends GET; so does this.
+CHECK_USE_GET = "1"
 # Element of a showvs answer -> the modvs parameter that sets it.
 VS_PARAMS = {
     "NickName": "nickname",
@@ -380,23 +484,42 @@ VS_PARAMS = {
     "CheckPort": "checkport",
     "CheckUrl": "checkurl",
     "CheckCodes": "checkcodes",
+    "CheckUseGet": "checkuseget",
     "Persist": "persist",
     "PersistTimeout": "persisttimeout",
 }
+# Ownership, on the LoadMaster itself: a Virtual Service dsrprov created (or
+# was handed with adopt) carries this prefix in its NickName, the only free
+# text field a Virtual Service has that Kemp's API reads and sets
+# (nickname); it survives a new controller. Real servers have no such field
+# (showrs: Addr, Port, Forward, Weight, Limit, Enable, Critical, Follow,
+# DnsName), so the real servers dsrprov registered are recorded in the
+# ownership file (Reconciler, docs/kemp.md "Ownership").
+OWNER_PREFIX = "dsrprov-"
+
+
+def owner_nickname(svc: dict[str, Any]) -> str:
+    return f"{OWNER_PREFIX}{svc['name']}"
+
+
+def owned(svc: dict[str, Any], vs: dict[str, Any]) -> bool:
+    """Did dsrprov create (or adopt) this Virtual Service? Its NickName says so."""
+    return str(vs.get("NickName") or "").strip() == owner_nickname(svc)
 
 
 def vs_label(svc: dict[str, Any]) -> str:
     return f"{svc['name']} ({_hostport(svc['vip'], svc['port'])}/{svc['protocol']})"
 
 
-def _hostport(address: str, port: Any) -> str:
+def _hostport(address: Any, port: Any) -> str:
     return f"[{address}]:{port}" if ":" in str(address) else f"{address}:{port}"
 
 
 def _health_check(svc: dict[str, Any]) -> dict[str, Any]:
-    """The service's health_check; the model's default (tcp on the service port) when it has none."""
+    """The service's health_check; without a type, the protocol's default (DEFAULT_CHECKS)."""
     hc = dict(svc.get("health_check") or {})
-    hc["type"] = str(hc.get("type") or "tcp").lower()
+    prot = str(svc.get("protocol", "tcp")).lower()
+    hc["type"] = str(hc.get("type") or DEFAULT_CHECKS.get(prot, "tcp")).lower()
     hc["port"] = int(hc.get("port") or svc["port"])
     return hc
 
@@ -404,6 +527,11 @@ def _health_check(svc: dict[str, Any]) -> dict[str, Any]:
 def service_problem(svc: dict[str, Any]) -> str:
     """What in the service model the LoadMaster cannot do, or "" (checked before any request)."""
     name = svc["name"]
+    if not svc.get("real_servers") and not svc.get("allow_empty"):
+        return (
+            f"service {name}: no real server holds its VIP; refused, as it would drain and delete every real "
+            "server dsrprov registered for it (set allow_empty: true on the service to empty it on purpose)"
+        )
     if svc.get("lb_algo", "wlc") not in SCHEDULES:
         known = ", ".join(SCHEDULES)
         return f"service {name}: lb_algo {svc.get('lb_algo')!r} has no LoadMaster equivalent (known: {known})"
@@ -434,12 +562,13 @@ def service_problem(svc: dict[str, Any]) -> str:
 
 def vs_settings(svc: dict[str, Any]) -> dict[str, str]:
     """The Virtual Service settings the service model decides, as showvs reports them (layer aside)."""
-    out = {"NickName": svc["name"], "Enable": "Y", "Schedule": SCHEDULES[svc.get("lb_algo", "wlc")]}
+    out = {"NickName": owner_nickname(svc), "Enable": "Y", "Schedule": SCHEDULES[svc.get("lb_algo", "wlc")]}
     hc = _health_check(svc)
     out["CheckType"] = HEALTH_CHECKS[hc["type"]]
     if hc["type"] != "udp":  # a ping has no port
         out["CheckPort"] = str(hc["port"])
     if hc["type"] == "http":
+        out["CheckUseGet"] = CHECK_USE_GET
         out["CheckUrl"] = str(hc.get("path") or "/")
         # Without codes the LoadMaster counts 200-299, 301, 302 and 401 as up;
         # custom codes (300-599) replace that set, 2xx stay up (WUI guide).
@@ -485,6 +614,8 @@ def _vs_view(vs: dict[str, Any]) -> dict[str, str]:
     for key in ("Layer", "ForceL4", "ForceL7", "CheckType", "CheckPort"):
         if key in vs:
             out[key] = str(vs[key])
+    if "CheckUseGet" in vs and str(vs.get("CheckType", "")).lower() in ("http", "https"):
+        out["CheckUseGet"] = str(vs["CheckUseGet"])  # 0 HEAD, 1 GET
     for key in ("CheckUrl", "CheckCodes"):
         if vs.get(key):
             out[key] = str(vs[key])
@@ -515,7 +646,15 @@ class Reconciler:
     "Direct return"; one this run created is deleted again if that fails.
     Real servers that leave are drained (disabled, so that no new connection
     reaches them) for ``drain_seconds`` before they are deleted. In check
-    mode nothing is written and nothing waits."""
+    mode nothing is written and nothing waits.
+
+    Ownership: a Virtual Service is changed or deleted only when dsrprov
+    created it (``owned``: its NickName) or the service says ``adopt: true``;
+    any other one at the service's VIP:port/protocol is refused, naming
+    ``adopt``. Real servers are drained and deleted only when dsrprov
+    registered them: those of the ownership file (``owner_file``, JSON, one
+    list per Virtual Service, written after each run), or all of a service
+    with ``adopt: true``. Others are left alone, with a warning."""
 
     def __init__(
         self,
@@ -528,6 +667,7 @@ class Reconciler:
         check_networks: bool = True,
         sleep: Any = None,
         add: bool = True,
+        owner_file: str | None = None,
     ) -> None:
         if force_param not in FORCE_PARAMS:
             raise KempError(f"force parameter {force_param!r} must be one of {', '.join(FORCE_PARAMS)}")
@@ -545,8 +685,64 @@ class Reconciler:
 
         self._sleep = sleep or time.sleep
         self.actions: list[str] = []
+        self.warnings: list[str] = []
         self.before: list[str] = []
         self.after: list[str] = []
+        self.owner_file = owner_file
+        self._owned_rs: dict[str, set[tuple[str, str]]] = self._read_owner_file()
+        self._state = "present"
+
+    # -- ownership ---------------------------------------------------------
+
+    @staticmethod
+    def _vs_key(svc: dict[str, Any]) -> str:
+        return f"{_hostport(_ip(svc['vip']), svc['port'])}/{svc['protocol']}"
+
+    def _read_owner_file(self) -> dict[str, set[tuple[str, str]]]:
+        if not self.owner_file or not os.path.exists(self.owner_file):
+            return {}
+        try:
+            with open(self.owner_file, encoding="utf-8") as fh:
+                data = json.load(fh)
+            return {
+                str(vs): {(_ip(str(r).rpartition(":")[0].strip("[]")), str(r).rpartition(":")[2]) for r in rss}
+                for vs, rss in (data.get("real_servers") or {}).items()
+            }
+        except (OSError, ValueError, AttributeError, TypeError) as exc:
+            raise KempError(f"ownership file {self.owner_file}: cannot read it ({exc}); fix or restore it") from None
+
+    def _write_owner_file(self) -> None:
+        if not self.owner_file or self.check:
+            return
+        data = {
+            "comment": "real servers dsrprov registered at this LoadMaster, per virtual service (docs/kemp.md)",
+            "version": 1,
+            "real_servers": {vs: sorted(_hostport(a, p) for a, p in keys) for vs, keys in sorted(self._owned_rs.items())
+                             if keys},
+        }  # fmt: skip
+        os.makedirs(os.path.dirname(os.path.abspath(self.owner_file)), exist_ok=True)
+        tmp = f"{self.owner_file}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, self.owner_file)
+
+    def _ours(self, svc: dict[str, Any], vs: dict[str, Any]) -> set[tuple[str, str]]:
+        """The real servers of ``vs`` dsrprov registered (all of them with adopt)."""
+        keys = {(_ip(r.get("Addr")), str(r.get("Port"))) for r in real_servers(vs)}
+        if svc.get("adopt"):
+            return keys
+        return keys & self._owned_rs.get(self._vs_key(svc), set())
+
+    def _refuse_foreign(self, svc: dict[str, Any], vs: dict[str, Any]) -> None:
+        if owned(svc, vs) or svc.get("adopt"):
+            return
+        rs = ", ".join(_hostport(r.get("Addr"), r.get("Port")) for r in real_servers(vs)) or "none"
+        raise KempError(
+            f"virtual service {vs_label(svc)} on LoadMaster {self.client.address} was not created by dsrprov "
+            f"(NickName {vs.get('NickName', '')!r}, real servers: {rs}); nothing was changed: set adopt: true on "
+            f"the service (dsr_loadmaster_kemp_adopt: [{svc['name']}]) to hand it over, or give it another VIP"
+        )
 
     # -- helpers -----------------------------------------------------------
 
@@ -576,10 +772,13 @@ class Reconciler:
         return {"Forward": "route", "Weight": str(weight), "Enable": "Y"}
 
     def _check_networks(self, services: list[dict[str, Any]]) -> None:
-        """Route ("Direct return") rewrites only the destination MAC address, so
-        a real server must be on a subnet of the LoadMaster; and Kemp's DSR is
-        one-armed: the VIP on that same subnet. Checked from the LoadMaster's
-        own interface list, before any change."""
+        """Route ("Direct return") rewrites only the destination MAC address
+        (Kemp's "How DSR works"), so a real server must be on a subnet of the
+        LoadMaster (an interface address or one of its additional addresses):
+        refused otherwise. The VIP need not be there: Kemp's DSR works
+        two-armed too (KB "Configuring DSR"; one-armed "does not automatically
+        imply DSR"), so a VIP off its real servers' subnet is a warning only.
+        Checked from the LoadMaster's own interface list, before any change."""
         where = f"LoadMaster {self.client.address}"
         skip = "set dsr_loadmaster_kemp_check_networks to false to skip this check"
         try:
@@ -602,9 +801,9 @@ class Reconciler:
                         f"({skip})"
                     )
                 if not any(n.version == vip.version and vip in n.network for n in holding):
-                    raise KempError(
-                        f"service {svc['name']}: VIP {vip} is not on the network of {label} at {where} ({shown}); "
-                        f"Kemp's DSR works one-armed only, the VIP and its real servers on one subnet ({skip})"
+                    self.warnings.append(
+                        f"service {svc['name']}: VIP {vip} is not on the network of {label} at {where}; fine for a "
+                        "two-armed LoadMaster, as long as the clients reach the VIP through it"
                     )
 
     def _vs_problems(self, svc: dict[str, Any], got: dict[str, Any], sent: dict[str, str] | None) -> list[str]:
@@ -635,6 +834,7 @@ class Reconciler:
 
     def run(self, services: list[dict[str, Any]], state: str = "present") -> bool:
         """Reconcile; True if something changed (or would change)."""
+        self._state = state
         for svc in services:
             problem = service_problem(svc) if state == "present" else ""
             if problem:
@@ -643,7 +843,10 @@ class Reconciler:
         for svc in services:
             vs = current[svc["name"]]
             self.before += describe(svc, vs)
-            if vs is not None and state == "present":
+            if vs is None:
+                continue
+            self._refuse_foreign(svc, vs)
+            if state == "present":
                 problems = l7_problems(vs)
                 if problems:
                     raise KempError(
@@ -652,18 +855,38 @@ class Reconciler:
                         "the clients directly, the LoadMaster sees only the requests at layer 4); turn it off "
                         "on the LoadMaster, or give the service another VIP"
                     )
+            elif subvs(vs):
+                raise KempError(
+                    f"virtual service {vs_label(svc)} on LoadMaster {self.client.address} holds "
+                    f"{len(subvs(vs))} SubVS(s), which dsrprov never makes; nothing was deleted: remove them on the "
+                    "LoadMaster first"
+                )
         if state == "present" and self.check_networks and self.add:
             with_rs = [svc for svc in services if svc.get("real_servers")]
             if with_rs:
                 self._check_networks(with_rs)
         leaving: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (service, Rs entry)
         expected: dict[str, dict[str, Any] | None] = {}
+        kept_vs: set[str] = set()
         for svc in services:
             vs = current[svc["name"]]
             if state == "absent":
-                if vs is not None:
-                    leaving += [(svc, r) for r in real_servers(vs)]
-                expected[svc["name"]] = None
+                if vs is None:
+                    expected[svc["name"]] = None
+                    continue
+                ours = self._ours(svc, vs)
+                foreign = [r for r in real_servers(vs) if (_ip(r.get("Addr")), str(r.get("Port"))) not in ours]
+                leaving += [(svc, r) for r in real_servers(vs) if r not in foreign]
+                if foreign:
+                    kept_vs.add(svc["name"])
+                    self.warnings.append(
+                        f"virtual service {vs_label(svc)} kept: it holds real servers dsrprov did not register "
+                        f"({', '.join(_hostport(r.get('Addr', '?'), r.get('Port')) for r in foreign)}); only dsrprov's "
+                        "left (adopt: true on the service hands the others over)"
+                    )
+                    expected[svc["name"]] = {**vs, "Rs": foreign}
+                else:
+                    expected[svc["name"]] = None
                 continue
             expected[svc["name"]] = self._present(svc, vs, leaving) if self.add else self._leaving(svc, vs, leaving)
         if leaving:
@@ -685,17 +908,31 @@ class Reconciler:
                 )  # fmt: skip
         if state == "absent":
             for svc in services:
-                if current[svc["name"]] is not None:
+                if current[svc["name"]] is not None and svc["name"] not in kept_vs:
                     self._do(f"delete virtual service {vs_label(svc)}", self.client.del_vs,
                              svc["vip"], svc["port"], svc["protocol"])  # fmt: skip
         for svc in services:
             if self.check:
                 self.after += describe(svc, expected[svc["name"]])
-            else:
-                got = self.client.find_vs(svc["vip"], svc["port"], svc["protocol"])
-                self._verify(svc, expected[svc["name"]], got)
-                self.after += describe(svc, got)
+                continue
+            got = self.client.find_vs(svc["vip"], svc["port"], svc["protocol"])
+            self._record(svc, current[svc["name"]], got)
+            self._verify(svc, expected[svc["name"]], got)
+            self.after += describe(svc, got)
+        self._write_owner_file()
         return bool([a for a in self.actions if not a.startswith("wait ")])
+
+    def _record(self, svc: dict[str, Any], before: dict[str, Any] | None, got: dict[str, Any] | None) -> None:
+        """Which real servers of the service are dsrprov's after the run (the ownership file's entry)."""
+        key = self._vs_key(svc)
+        if got is None:
+            self._owned_rs.pop(key, None)
+            return
+        present = {(_ip(r.get("Addr")), str(r.get("Port"))) for r in real_servers(got)}
+        mine = self._ours(svc, before) if before is not None else set()
+        if self.add:
+            mine |= {(_ip(rs["address"]), str(svc["port"])) for rs in svc.get("real_servers") or []}
+        self._owned_rs[key] = mine & present
 
     def _present(
         self, svc: dict[str, Any], vs: dict[str, Any] | None, leaving: list[tuple[dict[str, Any], dict[str, Any]]]
@@ -715,7 +952,8 @@ class Reconciler:
             )  # fmt: skip
             if self.check:
                 # addvs's defaults are the firmware's (layer 7, an HTTP check); what is set after it is known.
-                vs = {"VSAddress": vip, "VSPort": str(port), "Protocol": prot, "NickName": svc["name"], "Enable": "Y",
+                vs = {"VSAddress": vip, "VSPort": str(port), "Protocol": prot, "NickName": want_vs["NickName"],
+                      "Enable": "Y",
                       "Schedule": want_vs["Schedule"], "ForceL7": "Y", "Rs": []}  # fmt: skip
                 if self.force_param != "ForceL7":
                     vs["ForceL4"] = "N"
@@ -729,14 +967,23 @@ class Reconciler:
             if created and not self.check:
                 raise self._rollback(svc, str(exc)) from None
             raise
+        ours = self._ours(svc, vs)
         for key, cur in have.items():
             if key not in wanted_keys:
-                if self.purge:
+                if self.purge and key in ours:
                     leaving.append((svc, cur))
                 else:
+                    self._foreign_kept(svc, cur, key in ours)
                     rs_after.append(cur)
         after["Rs"] = rs_after
         return after
+
+    def _foreign_kept(self, svc: dict[str, Any], r: dict[str, Any], ours: bool) -> None:
+        if not ours:
+            self.warnings.append(
+                f"virtual service {vs_label(svc)}: real server {_hostport(r.get('Addr', '?'), r.get('Port'))} is not "
+                "in the inventory and was not registered by dsrprov: left as it is (adopt: true hands it over)"
+            )
 
     def _leaving(
         self, svc: dict[str, Any], vs: dict[str, Any] | None, leaving: list[tuple[dict[str, Any], dict[str, Any]]]
@@ -745,11 +992,15 @@ class Reconciler:
         if vs is None:
             return None
         wanted = {(_ip(rs["address"]), str(svc["port"])) for rs in svc.get("real_servers") or []}
+        ours = self._ours(svc, vs)
         keep = []
         for r in real_servers(vs):
-            if self.purge and (_ip(r.get("Addr")), str(r.get("Port"))) not in wanted:
+            key = (_ip(r.get("Addr")), str(r.get("Port")))
+            if self.purge and key not in wanted and key in ours:
                 leaving.append((svc, r))
             else:
+                if key not in wanted:
+                    self._foreign_kept(svc, r, key in ours)
                 keep.append(r)
         return {**vs, "Rs": keep}
 
@@ -823,7 +1074,7 @@ class Reconciler:
         if got is None:
             raise KempError(f"{where} does not exist after addvs")
         # Draining only, the Virtual Service's settings are not ours to set yet.
-        problems = self._vs_problems(svc, got, None) if self.add else []
+        problems = self._vs_problems(svc, got, None) if self.add and self._state == "present" else []
         if problems:
             raise KempError(f"{where} " + "; ".join(problems))
         want = {(_ip(r["Addr"]), str(r["Port"])): r for r in real_servers(expected)}
@@ -845,6 +1096,32 @@ def _param(value: Any) -> str:
     return str(value)
 
 
+def _json_value(value: Any) -> Any:
+    """A v2 JSON value in the shape ``_element_dict`` gives a v1 answer: text, or lists of dicts."""
+    if isinstance(value, bool):
+        return "Y" if value else "N"
+    if isinstance(value, dict):
+        return [{k: _json_value(v) for k, v in value.items()}]
+    if isinstance(value, list):
+        items = [_json_value(v) for v in value]
+        return [i for item in items for i in (item if isinstance(item, list) else [item])]
+    return "" if value is None else str(value)
+
+
+def _texts(value: Any) -> list[str]:
+    """Every text in a nested answer value (strings, lists, dicts)."""
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _texts(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in _texts(v)]
+    return [str(value)] if value not in (None, "") else []
+
+
+def _no_secret(text: str) -> str:
+    """Transport errors name no URL or header, but be sure: nothing after a ``?`` or ``apikey``."""
+    return re.sub(r"(\?\S*|apikey\S*|Authorization\S*)", "[...]", text)
+
+
 def _ip(text: Any) -> str:
     try:
         return str(ipaddress.ip_address(str(text).strip()))
@@ -853,6 +1130,7 @@ def _ip(text: Any) -> str:
 
 
 __all__ = [
+    "DEFAULT_CHECKS",
     "FORCE_PARAMS",
     "HEALTH_CHECKS",
     "L7_FLAGS",
@@ -868,8 +1146,11 @@ __all__ = [
     "l7_problems",
     "layer",
     "normalize_fingerprint",
+    "owned",
+    "owner_nickname",
     "real_servers",
     "service_problem",
     "split_address",
+    "subvs",
     "vs_settings",
 ]

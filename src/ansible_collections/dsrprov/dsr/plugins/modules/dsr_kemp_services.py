@@ -7,9 +7,12 @@ DOCUMENTATION = r"""
 module: dsr_kemp_services
 short_description: Kemp LoadMaster Virtual Services forced to layer 4, with "Direct return" (route) real servers
 description:
-  - Runs on the controller and talks to the LoadMaster's RESTful API (v1, C(https://LM/access/<command>), XML
-    answers) over HTTPS with certificate validation, by a CA file, the system trust store, or a pinned SHA-256
-    fingerprint of the LoadMaster's certificate (checked before any credential is sent).
+  - Runs on the controller and talks to the LoadMaster's RESTful API over HTTPS with certificate validation, by a CA
+    file, the system trust store, or a pinned SHA-256 fingerprint of the LoadMaster's certificate (checked before any
+    credential is sent). With I(user) and I(password), the default and recommended way, the v1 API (C(POST
+    https://LM/access/<command>), parameters in the form body, HTTP basic authentication, XML answers); with only
+    I(api_key), the v2 JSON API (C(POST https://LM/accessv2), the key in the JSON body, Kemp's documented form,
+    firmware 7.2.50 or later with Session Management enabled). No secret is ever put in a URL.
   - "For each service, in Kemp's order: the Virtual Service VIP:port/protocol exists (C(addvs)), is enabled, has
     the service's C(Schedule), health check and persistence, and is forced to layer 4 (C(modvs) with C(ForceL4=Y)
     and C(ForceL7=N) where the firmware reports both flags, C(ForceL7=N) where it reports only C(ForceL7)). It is
@@ -17,16 +20,24 @@ description:
     (C(addrs)) with C(Forward=route) (the WUI's Direct return), the service port, their weight and C(Enable=Y).
     A Virtual Service this task created and could not bring to layer 4 is deleted again."
   - "Health check: the service's C(health_check) C(tcp) becomes C(CheckType=tcp) on its port, C(http) becomes
-    C(CheckType=http) with C(CheckPort), C(CheckUrl) (the path) and C(CheckCodes) (a status from 300 to 599; 2xx
-    are always up), C(udp) becomes C(CheckType=icmp) (the LoadMaster has no UDP port check). Its timers are not
-    mapped. Persistence: C(persistence_timeout) becomes source-IP persistence (C(Persist=src),
-    C(PersistTimeout)), none without it."
+    C(CheckType=http) with C(CheckUseGet=1) (GET, as keepalived's HTTP_GET; the LoadMaster's default is HEAD),
+    C(CheckPort), C(CheckUrl) (the path) and C(CheckCodes) (a status from 300 to 599; 2xx are always up), C(udp)
+    becomes C(CheckType=icmp) (the LoadMaster has no UDP port check). Without a type (see I(explicit_checks)) a tcp
+    service gets C(tcp) on its port and a udp service the LoadMaster's own UDP default, C(icmp), never a TCP check.
+    Every check setting is read back. Its timers are not mapped. Persistence: C(persistence_timeout) becomes
+    source-IP persistence (C(Persist=src), C(PersistTimeout)), none without it."
+  - "Ownership: a Virtual Service this module created carries C(NickName=dsrprov-<service>); any other Virtual
+    Service at a service's VIP:port/protocol is refused in one line naming I(adopt), before anything changes, unless
+    the service is adopted. Real servers are drained and deleted only when this module registered them (recorded in
+    I(ownership_file)) or the service is adopted; others are left alone, with a warning. C(state=absent) keeps a
+    Virtual Service that still holds real servers it did not register."
   - Refused before any request, in one line, is what the LoadMaster would refuse (a weight above 65530, a
-    persistence longer than 604800 seconds, an C(lb_algo) it does not have); refused before any change is a real
-    server on no subnet of the LoadMaster or a VIP on another subnet than its real servers (from C(showiface);
-    see I(check_networks)), and a Virtual Service that uses what DSR cannot honour (SSL acceleration or
-    re-encryption, content or header rules, caching, compression, WAF, ESP, SubVSs, persistence other than
-    source IP).
+    persistence longer than 604800 seconds, an C(lb_algo) it does not have), and a service with no real server
+    unless it says C(allow_empty); refused before any change is a real server on no subnet of the LoadMaster (its
+    interface and additional addresses, from C(showiface); see I(check_networks)), and a Virtual Service that uses
+    what DSR cannot honour (SSL acceleration, re-encryption or reverse SSL, content rules by name or by counter,
+    caching, compression, WAF, ESP, SubVSs, persistence other than source IP). A VIP on another subnet than its
+    real servers is a warning (a two-armed LoadMaster does DSR too).
   - "Real servers that leave (not in I(real_servers) with I(purge), or all with I(state=absent)) are drained first
     (C(modrs Enable=N): no new connection reaches them), then, after I(drain_seconds), deleted (C(delrs)).
     I(state=absent) then deletes the Virtual Service (C(delvs))."
@@ -45,11 +56,13 @@ options:
     required: true
   api_key:
     description:
-      - An API key, sent as the C(apikey) parameter of the query string (the form a v1 client is shown to use; the
-        URL is never logged). Takes precedence over I(user).
+      - An API key, used only without I(user) and I(password); sent as C(apikey) in the JSON body of the v2 API
+        (C(/accessv2)), never in a URL.
     type: str
   user:
-    description: User for HTTP basic authentication (with I(password)); the password travels in a header only.
+    description:
+      - User for HTTP basic authentication (with I(password)), the default and recommended way; the password travels
+        in the C(Authorization) header only.
     type: str
   password:
     description: Password of I(user).
@@ -69,8 +82,10 @@ options:
   services:
     description:
       - "The services, as the service model gives them: C(name), C(vip), C(port), C(protocol), C(lb_algo),
-        C(health_check), C(persistence_timeout), and C(real_servers) (a list of C(name), C(address), C(weight)).
-        The real server port is the service port."
+        C(health_check), C(persistence_timeout), C(allow_empty), and C(real_servers) (a list of C(name), C(address),
+        C(weight)). The real server port is the service port. C(adopt=true) on a service hands its pre-existing
+        Virtual Service and all its real servers over to this module."
+      - A service with no real server is refused unless it says C(allow_empty=true) (with I(state=present)).
     type: list
     elements: dict
     required: true
@@ -97,11 +112,30 @@ options:
     default: auto
   check_networks:
     description:
-      - Before any change, refuse a real server on no subnet of the LoadMaster's interfaces and a VIP on another
-        subnet than its real servers (C(showiface)). Additional addresses of an interface are not read, so turn
-        this off when the real servers are on one of those.
+      - Before any change, refuse a real server on no subnet of the LoadMaster's interfaces or their additional
+        addresses (C(showiface)); Direct return only rewrites the MAC address. A VIP on another subnet than its real
+        servers is a warning only.
     type: bool
     default: true
+  adopt:
+    description:
+      - Names of services whose pre-existing Virtual Service (and its real servers) is handed over, as with
+        C(adopt=true) on the service.
+    type: list
+    elements: str
+    default: []
+  ownership_file:
+    description:
+      - JSON file on the controller recording the real servers this module registered, per Virtual Service; read
+        before and written after each run (not in check mode). Keep it with the inventory. Without it, only the real
+        servers of adopted services are ever drained and deleted.
+    type: path
+  explicit_checks:
+    description:
+      - Names of the services whose C(health_check) type was given in the inventory; the others get their
+        protocol's default check. Unset, every C(health_check) with a C(type) counts as given.
+    type: list
+    elements: str
   add:
     description:
       - "C(false) only drains and deletes the real servers that leave (with I(purge)) and changes nothing else: no
@@ -116,7 +150,9 @@ EXAMPLES = r"""
 - name: Register the services at the LoadMaster
   dsrprov.dsr.dsr_kemp_services:
     address: 192.0.2.5
-    api_key: "{{ vault_kemp_api_key }}"
+    user: bal
+    password: "{{ vault_kemp_password }}"
+    ownership_file: "{{ inventory_dir }}/dsrprov_kemp/lm1.json"
     fingerprint: "3A:...:F0"
     services:
       - name: web
@@ -136,6 +172,11 @@ actions:
   elements: str
 services:
   description: Each service as the LoadMaster reports it afterwards (in check mode, as it would be), one line each.
+  returned: always
+  type: list
+  elements: str
+warnings_seen:
+  description: What was left alone or is only a warning (foreign real servers, a VIP off its real servers' subnet).
   returned: always
   type: list
   elements: str
@@ -167,6 +208,9 @@ def main():
             "drain_seconds": {"type": "float", "default": 30},
             "force_parameter": {"type": "str", "choices": ["auto", "ForceL4", "ForceL7"], "default": "auto"},
             "check_networks": {"type": "bool", "default": True},
+            "adopt": {"type": "list", "elements": "str", "default": []},
+            "ownership_file": {"type": "path"},
+            "explicit_checks": {"type": "list", "elements": "str"},
             "add": {"type": "bool", "default": True},
         },
         supports_check_mode=True,
@@ -174,8 +218,8 @@ def main():
     p = module.params
     if not p["api_key"] and not (p["user"] and p["password"]):
         module.fail_json(
-            msg="dsrprov: no LoadMaster credentials: set dsr_loadmaster_kemp_api_key, or "
-            "dsr_loadmaster_kemp_user and dsr_loadmaster_kemp_password (from a vault)"
+            msg="dsrprov: no LoadMaster credentials: set dsr_loadmaster_kemp_user and dsr_loadmaster_kemp_password, "
+            "or dsr_loadmaster_kemp_api_key (from a vault)"
         )
     if p["ca_file"]:
         try:
@@ -209,6 +253,12 @@ def main():
         hc = svc.get("health_check") or {}
         if not isinstance(hc, dict):
             module.fail_json(msg=f"dsrprov: service {svc['name']}: health_check must be a mapping")
+        hc = dict(hc)
+        if p["explicit_checks"] is not None and str(svc["name"]) not in p["explicit_checks"]:
+            hc.pop("type", None)  # the model's default: the protocol's default check here
+        for key in ("adopt", "allow_empty"):
+            if not isinstance(svc.get(key, False), bool):
+                module.fail_json(msg=f"dsrprov: service {svc['name']}: {key} must be true or false")
         services.append(
             {
                 "name": str(svc["name"]),
@@ -216,9 +266,11 @@ def main():
                 "port": int(svc["port"]),
                 "protocol": str(svc["protocol"]).lower(),
                 "lb_algo": str(svc.get("lb_algo") or "wlc"),
-                "health_check": dict(hc),
+                "health_check": hc,
                 "persistence_timeout": svc.get("persistence_timeout"),
                 "real_servers": rss,
+                "allow_empty": bool(svc.get("allow_empty", False)),
+                "adopt": bool(svc.get("adopt", False)) or str(svc["name"]) in p["adopt"],
             }
         )
     try:
@@ -239,11 +291,14 @@ def main():
             drain_seconds=p["drain_seconds"],
             check_networks=p["check_networks"],
             add=p["add"],
+            owner_file=p["ownership_file"],
         )
         changed = rec.run(services, p["state"])
     except KempError as exc:
         module.fail_json(msg=f"dsrprov: {exc}")
-    result = {"changed": changed, "actions": rec.actions, "services": rec.after}
+    for warning in rec.warnings:
+        module.warn(f"dsrprov: {warning}")
+    result = {"changed": changed, "actions": rec.actions, "services": rec.after, "warnings_seen": rec.warnings}
     if module._diff:
         result["diff"] = {
             "before_header": f"LoadMaster {p['address']}",

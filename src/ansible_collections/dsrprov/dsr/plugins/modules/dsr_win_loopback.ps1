@@ -36,7 +36,7 @@
 # its structures to 1 byte on 32-bit Windows and 8 on 64-bit: 556 bytes on
 # x86 (no member is wider than 4 bytes there, so no padding either way) and
 # 584 on x64 (4 bytes of padding before hwndParent, 4 at the end).
-# DevInstallParamsSize checks that at run time; tests/test_windows_csharp.py
+# DevInstallParamsSize checks that at run time; tests/unit/test_windows_csharp.py
 # computes both layouts from this source.
 # A device is "without driver" when SPDRP_DRIVER (0x9, the driver key) is
 # missing: SetupDiGetDeviceRegistryPropertyW then fails with
