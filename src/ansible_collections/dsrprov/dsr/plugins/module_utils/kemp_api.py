@@ -131,7 +131,7 @@ def split_address(address: str, default_port: int = 443) -> tuple[str, int]:
     elif text.count(":") > 1:
         return text, default_port  # a bare IPv6 address
     else:
-        host, _, port_text = text.partition(":")
+        host, _sep, port_text = text.partition(":")
     port = default_port
     if port_text:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
@@ -286,7 +286,8 @@ class Client:
             conn.close()
             raise KempError(f"{where}: cannot connect: {exc.strerror or exc}") from None
         if self._pin:
-            assert conn.sock is not None
+            if conn.sock is None:  # connect() succeeded, so never; for the type checker
+                raise KempTlsError(f"{where}: no TLS socket to read the certificate from")
             der = conn.sock.getpeercert(binary_form=True)
             got = hashlib.sha256(der or b"").hexdigest()
             if got != self._pin:

@@ -99,7 +99,7 @@ def _vip(value: Any, where: str) -> str:
 
 def _address(value: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return ipaddress.ip_address(str(value).strip().split("%")[0])
+        return ipaddress.ip_address(str(value).strip().split("%", maxsplit=1)[0])
     except ValueError:
         return None
 
@@ -373,7 +373,7 @@ def check_vrrp(instances: Any, model: list[dict[str, Any]]) -> list[dict[str, An
         vrid = _int(item["virtual_router_id"], f"{where}: virtual_router_id", 1, 255)
         # VRIDs are per interface on the wire, but one per director is what an
         # operator means; keepalived itself warns about duplicates.
-        for (_, other_vrid), other in vrids.items():
+        for (_iface, other_vrid), other in vrids.items():
             if other_vrid == vrid:
                 raise ModelError(f"VRRP instances {other} and {name} both use virtual_router_id {vrid}")
         vrids[(iface, vrid)] = name
@@ -481,7 +481,7 @@ def check_director(
         if iface.ip in vips and iface.network.prefixlen == iface.max_prefixlen:
             continue
         own.append((iface, str(a.get("interface", ""))))
-    own_ips = {i.ip for i, _ in own}
+    own_ips = {i.ip for i, _name in own}
     for svc in model:
         if ipaddress.ip_address(svc["vip"]) in own_ips:
             raise ModelError(f"service {svc['name']}: VIP {svc['vip']} is one of director {host}'s own addresses")
@@ -492,7 +492,7 @@ def check_director(
             if ip in own_ips:
                 raise ModelError(f"service {svc['name']}: real server {rs['name']} has director {host}'s address {ip}")
             if not any(
-                ip.version == i.version and ip in i.network and i.network.prefixlen < i.max_prefixlen for i, _ in own
+                ip.version == i.version and ip in i.network and i.network.prefixlen < i.max_prefixlen for i, _n in own
             ):
                 raise ModelError(
                     f"service {svc['name']}: real server {rs['name']} ({ip}) is on no network of director {host}; "
