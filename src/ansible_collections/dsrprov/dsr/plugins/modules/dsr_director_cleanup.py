@@ -23,7 +23,7 @@ options:
     type: list
     elements: dict
     default: []
-author: dsrprov developers
+author: dsrprov maintainers (@dsrprov)
 """
 
 EXAMPLES = r"""

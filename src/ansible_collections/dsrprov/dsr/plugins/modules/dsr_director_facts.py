@@ -32,7 +32,7 @@ options:
     description: The IPVS sysctls wanted (C(name) to value); I(sysctls_ok) says whether file and live values hold them.
     type: dict
     default: {}
-author: dsrprov developers
+author: dsrprov maintainers (@dsrprov)
 """
 
 EXAMPLES = r"""

@@ -37,7 +37,7 @@ options:
     description: Seconds between reads.
     type: float
     default: 0.25
-author: dsrprov developers
+author: dsrprov maintainers (@dsrprov)
 """
 
 EXAMPLES = r"""

@@ -26,7 +26,7 @@ options:
     type: str
     choices: [present, absent]
     default: present
-author: dsrprov developers
+author: dsrprov maintainers (@dsrprov)
 """
 
 EXAMPLES = r"""

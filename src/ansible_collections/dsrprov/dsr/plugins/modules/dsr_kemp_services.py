@@ -143,7 +143,7 @@ options:
         change, so that a real server that loses its VIP has left the LoadMaster first."
     type: bool
     default: true
-author: dsrprov developers
+author: dsrprov maintainers (@dsrprov)
 """
 
 EXAMPLES = r"""

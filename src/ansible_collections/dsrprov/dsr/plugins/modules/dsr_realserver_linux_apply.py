@@ -74,7 +74,7 @@ options:
     description: The systemd unit that restores the VIPs at boot.
     type: str
     default: dsrprov-loopback-vips.service
-author: dsrprov developers
+author: dsrprov maintainers (@dsrprov)
 """
 
 EXAMPLES = r"""

@@ -52,7 +52,7 @@ options:
     elements: str
     default: []
 author:
-  - dsrprov
+  - dsrprov maintainers (@dsrprov)
 """
 
 EXAMPLES = r"""

@@ -66,7 +66,7 @@ options:
         elements: str
         default: []
 author:
-  - dsrprov
+  - dsrprov maintainers (@dsrprov)
 """
 
 EXAMPLES = r"""

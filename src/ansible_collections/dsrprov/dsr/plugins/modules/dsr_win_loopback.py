@@ -74,7 +74,7 @@ options:
     elements: str
     default: []
 author:
-  - dsrprov
+  - dsrprov maintainers (@dsrprov)
 """
 
 EXAMPLES = r"""

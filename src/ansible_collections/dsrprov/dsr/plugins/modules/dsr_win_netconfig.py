@@ -70,7 +70,7 @@ options:
     type: str
     default: HKLM:\\SOFTWARE\\dsrprov
 author:
-  - dsrprov
+  - dsrprov maintainers (@dsrprov)
 """
 
 EXAMPLES = r"""
