@@ -7,7 +7,6 @@ live VIPs are already right. Standard library only, Python 3.8+.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from typing import Any, Dict, List, Optional
 
@@ -18,18 +17,25 @@ from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import
     read_text,
     run,
 )
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_linux_names import check_label, systemd_quote
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_vips import parse_vip
 
 UNIT_DIR = "/etc/systemd/system"
 
 
 def render(vips: List[str], ip_command: str, label: str, record: str) -> str:
+    """The unit. Every value is checked again (ValueError) and each argument
+    quoted by systemd's rules: none can add a line or an argument."""
+    check_label(label)
+    q = systemd_quote
+    ip = q(ip_command)
     lines = [
         "# Managed by dsrprov (role dsr_realserver_linux); local changes are overwritten.",
         "# Restores the Direct Server Return VIPs on the loopback at boot, after the ARP",
         "# sysctls are applied and before any network interface comes up.",
         "[Unit]",
         "Description=dsrprov: DSR VIPs on the loopback",
-        "Documentation=file://%s" % record,
+        "Documentation=file://%s" % record.replace("\n", " "),
         "DefaultDependencies=no",
         "After=systemd-sysctl.service",
         "Before=network-pre.target shutdown.target",
@@ -40,15 +46,14 @@ def render(vips: List[str], ip_command: str, label: str, record: str) -> str:
         "Type=oneshot",
         "RemainAfterExit=yes",
     ]
-    for vip in vips:
-        addr = ipaddress.ip_address(vip)
+    addrs = [parse_vip(vip) for vip in vips]
+    for addr in addrs:
         if addr.version == 4:
-            lines.append("ExecStart=%s -4 addr replace %s/32 dev lo label %s" % (ip_command, addr, label))
+            lines.append("ExecStart=%s -4 addr replace %s dev lo label %s" % (ip, q("%s/32" % addr), q(label)))
         else:
-            lines.append("ExecStart=%s -6 addr replace %s/128 dev lo nodad" % (ip_command, addr))
-    for vip in vips:
-        addr = ipaddress.ip_address(vip)
-        lines.append("ExecStop=-%s addr del %s/%d dev lo" % (ip_command, addr, addr.max_prefixlen))
+            lines.append("ExecStart=%s -6 addr replace %s dev lo nodad" % (ip, q("%s/128" % addr)))
+    for addr in addrs:
+        lines.append("ExecStop=-%s addr del %s dev lo" % (ip, q("%s/%d" % (addr, addr.max_prefixlen))))
     lines += ["", "[Install]", "WantedBy=multi-user.target"]
     return "\n".join(lines) + "\n"
 

@@ -37,6 +37,9 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_linux_names import check_label, sh_quote
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_vips import parse_vip
+
 # What dsrprov installs beside the manager's own configuration.
 NM_HOOK = "/etc/NetworkManager/dispatcher.d/90-dsrprov-loopback-vips"
 NETWORKD_DROPIN = "90-dsrprov-loopback-vips.conf"
@@ -490,6 +493,9 @@ def host_prefix(vip: str) -> str:
 
 
 def render_nm_hook(vips: list[str], ip_command: str, label: str) -> str:
+    """The dispatcher hook. Every value is checked again (ValueError) and
+    shell-quoted: the hook runs as root."""
+    check_label(label)
     lines = [
         "#!/bin/sh",
         "# Managed by dsrprov (role dsr_realserver_linux); local changes are overwritten.",
@@ -501,23 +507,30 @@ def render_nm_hook(vips: list[str], ip_command: str, label: str) -> str:
         'case "$2" in up|down|reapply) ;; *) exit 0 ;; esac',
     ]
     for vip in vips:
-        addr = ipaddress.ip_address(vip)
-        extra = f"label {label}" if addr.version == 4 else "nodad"
+        addr = parse_vip(vip)
+        extra = f"label {sh_quote(label)}" if addr.version == 4 else "nodad"
         # "add" fails harmlessly when the VIP is still there.
-        lines.append(f"{ip_command} -{addr.version} addr add {host_prefix(vip)} dev lo {extra} 2>/dev/null")
+        lines.append(
+            f"{sh_quote(ip_command)} -{addr.version} addr add {sh_quote(host_prefix(str(addr)))} dev lo {extra} "
+            "2>/dev/null"
+        )
     lines.append("exit 0")
     return "\n".join(lines) + "\n"
 
 
 def render_networkd_dropin(vips: list[str], label: str, network_file: str) -> str:
+    """The drop-in. A value in a networkd file runs to the end of its line and
+    knows no quoting: the label and VIPs are checked again (ValueError), so
+    none can hold a newline or anything else but its own characters."""
+    check_label(label)
     lines = [
         "# Managed by dsrprov (role dsr_realserver_linux); local changes are overwritten.",
         "# The DSR VIPs on lo, so that systemd-networkd keeps them whenever it",
-        f"# reconfigures lo ({network_file} matches lo).",
+        f"# reconfigures lo ({network_file.replace(chr(10), ' ')} matches lo).",
     ]
     for vip in vips:
-        addr = ipaddress.ip_address(vip)
-        lines += ["", "[Address]", f"Address={host_prefix(vip)}"]
+        addr = parse_vip(vip)
+        lines += ["", "[Address]", f"Address={host_prefix(str(addr))}"]
         if addr.version == 4:
             lines.append(f"Label={label}")
         else:
