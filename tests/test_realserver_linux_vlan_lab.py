@@ -1,0 +1,95 @@
+"""Issue 22: a real server with VLAN-style and dashed interface names converges, keeps idempotence and
+check mode, and ``state=absent`` puts every ARP sysctl back.
+
+Its own lab (inventories/lab-linux: network dsrprov-linux, 10.240.2.0/24),
+one systemd container. This machine's kernel has no 8021q (nor bonding or
+dummy) support, so ``ip link add link eth0 name eth0.100 type vlan`` fails
+here; the container gets a veth pair named ``eth0.100`` and ``vlan-web``
+instead. What the role deals with is the name (the kernel's
+/proc/sys/net/ipv4/conf/eth0.100/, the sysctl.d key's spelling), which is
+the same for a veth as for a VLAN.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from dsrprov import lab as labmod
+from dsrprov.run.playbook import PlaybookRun
+from tests.conftest import ROOT, run_playbook
+from tests.test_realserver_linux_lab import recap
+
+pytestmark = pytest.mark.lab
+
+INVENTORY = ROOT / "inventories" / "lab-linux"
+HOST = "rsvlan2"
+SYSCTL_FILE = "/etc/sysctl.d/90-dsrprov-arp.conf"
+ODD = ("eth0.100", "vlan-web")
+
+
+def sh(host: labmod.LabHost, script: str, check: bool = True) -> str:
+    return labmod.lab_exec(host, "sh", "-c", script, check=check)
+
+
+def arp_sysctls(host: labmod.LabHost) -> str:
+    return sh(host, "sysctl -a 2>/dev/null | grep -E 'arp_(ignore|announce)' | sort")
+
+
+def play(*args: str) -> tuple[PlaybookRun, dict[str, int]]:
+    run = run_playbook("site.yml", "--limit", HOST, *args, inventory=INVENTORY)
+    return run, recap(run.stdout + run.stderr, HOST)
+
+
+@pytest.fixture(scope="module")
+def vlan_host() -> Iterator[labmod.LabHost]:
+    the_lab = labmod.load_lab(INVENTORY / "hosts.yml")
+    was_running = all(labmod.status(the_lab).values())
+    labmod.up(the_lab)
+    host = the_lab.host(HOST)
+    sh(host, "ip link show eth0.100 >/dev/null 2>&1 || ip link add eth0.100 type veth peer name vlan-web")
+    sh(host, "ip link set eth0.100 up && ip link set vlan-web up")
+    try:
+        yield host
+    finally:
+        play("-e", "dsr_state=absent")
+        sh(host, "ip link del eth0.100", check=False)
+        if not was_running and not os.environ.get("DSRPROV_KEEP_LAB"):
+            labmod.down(the_lab)
+
+
+def test_vlan_and_dashed_names_converge_idempotently_and_absent_restores(vlan_host: labmod.LabHost) -> None:
+    before = arp_sysctls(vlan_host)
+    print("before:\n" + before)
+    # sysctl -a spells a dot inside a name as "/".
+    assert "net.ipv4.conf.eth0/100.arp_ignore = 0" in before
+    assert "net.ipv4.conf.vlan-web.arp_ignore = 0" in before
+
+    run, counts = play()
+    assert run.returncode == 0 and counts["changed"] >= 1, run.stdout[-3000:]
+    after = arp_sysctls(vlan_host)
+    print("after:\n" + after)
+    for name in ODD:
+        shown = name.replace(".", "/")
+        assert f"net.ipv4.conf.{shown}.arp_ignore = 1" in after
+        assert f"net.ipv4.conf.{shown}.arp_announce = 2" in after
+    text = sh(vlan_host, f"cat {SYSCTL_FILE}")
+    assert "net/ipv4/conf/eth0.100/arp_ignore = 1\n" in text
+    assert "net.ipv4.conf.vlan-web.arp_announce = 2\n" in text
+    # Both readers of sysctl.d apply the file as written, without a complaint.
+    for reader in (f"sysctl -p {SYSCTL_FILE}", f"/lib/systemd/systemd-sysctl {SYSCTL_FILE}"):
+        out = sh(vlan_host, f"echo 0 > /proc/sys/net/ipv4/conf/eth0.100/arp_ignore; {reader} 2>&1; echo rc=$?")
+        assert out.strip().endswith("rc=0") and "cannot" not in out and "Couldn't" not in out, out
+        assert sh(vlan_host, "cat /proc/sys/net/ipv4/conf/eth0.100/arp_ignore").strip() == "1", reader
+
+    run, counts = play()
+    assert run.returncode == 0 and counts["changed"] == 0, run.stdout[-3000:]
+    run, counts = play("--check", "--diff")
+    assert run.returncode == 0 and counts["changed"] == 0, run.stdout[-3000:]
+
+    run, counts = play("-e", "dsr_state=absent")
+    assert run.returncode == 0 and counts["changed"] >= 1, run.stdout[-3000:]
+    assert arp_sysctls(vlan_host) == before
+    assert sh(vlan_host, f"test -e {SYSCTL_FILE} && echo present || echo gone").strip() == "gone"
