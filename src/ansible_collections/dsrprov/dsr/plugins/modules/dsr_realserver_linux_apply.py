@@ -21,6 +21,9 @@ description:
   - C(state=absent) undoes it all in the reverse order; the manager's configuration first (nothing may put
     the VIPs back), the VIPs, the unit, then the sysctl file and the live values recorded before the first change.
   - When a change fails, the changes this call made are undone, newest first, and the call fails saying so.
+  - Changes to the manager's configuration are noted in I(manager_record) before they are made (write-ahead),
+    so a call killed at any point leaves a record from which the next call finishes them and C(state=absent)
+    removes them; a change whose undo failed stays in the record for the same reason.
   - Check mode runs every read and check and reports exactly the changes a real run would make; C(--diff)
     shows each file, the live sysctls, the VIPs on C(lo) and the unit's state.
 options:
