@@ -1,5 +1,6 @@
 """Issue 22: a real server with VLAN-style and dashed interface names converges, keeps idempotence and
-check mode, and ``state=absent`` puts every ARP sysctl back.
+check mode, and ``state=absent`` puts every ARP sysctl back; a VIP put on lo by hand as VIP/24 is
+replaced by VIP/32 (shown in check mode and --diff first).
 
 Its own lab (inventories/lab-linux: network dsrprov-linux, 10.240.2.0/24),
 one systemd container. This machine's kernel has no 8021q (nor bonding or
@@ -93,3 +94,36 @@ def test_vlan_and_dashed_names_converge_idempotently_and_absent_restores(vlan_ho
     assert run.returncode == 0 and counts["changed"] >= 1, run.stdout[-3000:]
     assert arp_sysctls(vlan_host) == before
     assert sh(vlan_host, f"test -e {SYSCTL_FILE} && echo present || echo gone").strip() == "gone"
+
+
+def lo_addresses(host: labmod.LabHost) -> str:
+    return sh(host, "ip -o addr show dev lo | awk '{print $4}' | sort")
+
+
+def test_a_vip_on_lo_with_a_wide_prefix_is_replaced_by_the_host_prefix(vlan_host: labmod.LabHost) -> None:
+    v4 = "10.240.2.200"
+    play("-e", "dsr_state=absent")
+    # The classic hand-made mistake: the whole prefix becomes local to this host.
+    # /28 (10.240.2.192-207), not /24: a /24 would take in the lab bridge's own
+    # address and cut the host off from the controller (tried: the run cannot
+    # even reach it; doctor's part, see issue 22).
+    sh(vlan_host, f"ip addr add {v4}/28 dev lo")
+    try:
+        assert f"{v4}/28" in lo_addresses(vlan_host)
+        assert " dev lo " in sh(vlan_host, "ip route get 10.240.2.199")
+        run, counts = play("--check", "--diff")
+        assert run.returncode == 0 and counts["changed"] >= 1, run.stdout[-3000:]
+        assert f"-{v4}/28\n+{v4}" in run.stdout, run.stdout[-3000:]
+        assert f"{v4}/28" in lo_addresses(vlan_host)  # check mode changed nothing
+        run, counts = play()
+        assert run.returncode == 0, run.stdout[-3000:]
+        after = lo_addresses(vlan_host)
+        assert f"{v4}/32" in after and f"{v4}/28" not in after, after
+        # The rest of the /28 is no longer local: the host reaches it over eth0
+        # again (the route lookup says so without sending anything).
+        assert " dev lo " not in sh(vlan_host, "ip route get 10.240.2.199")
+        run, counts = play()
+        assert run.returncode == 0 and counts["changed"] == 0, run.stdout[-3000:]
+    finally:
+        play("-e", "dsr_state=absent")
+        sh(vlan_host, f"ip addr del {v4}/28 dev lo 2>/dev/null; true")

@@ -460,6 +460,24 @@ def assess(state: LoState, vips: list[str], *, hook_vips: list[str] | None = Non
     if state.ifupdown_lo:
         managers.append(("ifupdown", "ifupdown, lo in /etc/network/interfaces"))
 
+    # A VIP the manager itself keeps on lo with a wide prefix: the manager would
+    # put the wide one back after dsrprov narrowed it, and it is the admin's.
+    kept = []
+    if state.nm_active:
+        kept = [(p.label(), a) for p in state.nm_stored_profiles for f in (4, 6) for a in p.addresses.get(f, [])]
+    if state.networkd_manages_lo:
+        kept += [(state.networkd_file, a) for a in state.networkd_addresses()]
+    for where, text in kept:
+        try:
+            iface = ipaddress.ip_interface(text.strip())
+        except ValueError:
+            continue
+        if str(iface.ip) in vips and iface.network.prefixlen != iface.ip.max_prefixlen:
+            problems.append(
+                f"{where} puts the VIP {iface.ip} on lo as {text.strip()}, which makes all of {iface.network} local "
+                f"to this host: make it {iface.ip}/{iface.ip.max_prefixlen} there (or remove it), then run again"
+            )
+
     if state.nm_active and state.nm_stored_profiles and state.networkd_manages_lo:
         problems.append(
             f"both NetworkManager and systemd-networkd manage lo ({managers[0][1]}; {managers[1][1]}): each "

@@ -36,7 +36,9 @@ options:
     description:
       - The VIPs, bare or with a host prefix, already checked on the controller (the role's filter); checked
         here again against the host's own addresses.
-      - With C(state=absent), VIPs given here are removed from C(lo) too, even when the record lost them.
+      - With C(state=absent), VIPs given here are removed from C(lo) too, even when the record lost them
+        (their host address only; a wider one of the same VIP, made by hand, stays).
+      - A VIP on C(lo) with a wider prefix (C(VIP/24)) is replaced by the host prefix.
     type: list
     elements: str
     default: []
