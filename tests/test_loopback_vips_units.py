@@ -129,3 +129,22 @@ def test_a_wide_vip_in_the_managers_configuration_is_refused_with_one_line() -> 
     nd = lm.LoState(networkd_active=True, networkd_version=257, networkd_file="/etc/systemd/network/05-lo.network",
                     networkd_config=f"[Match]\nName=lo\n[Network]\nAddress={V6}/64\n")  # fmt: skip
     assert any(p.startswith("/etc/systemd/network/05-lo.network puts the VIP") for p in lm.assess(nd, [V6]).problems)
+
+
+def test_the_module_reads_the_addresses_once(tmp_path: Any) -> None:
+    from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_host_facts as facts
+
+    ip = SimulatedIp((V4, 32, "lo:1"))
+    calls: list[list[str]] = []
+
+    class Once:
+        def run_command(self, cmd: list[str], check_rc: bool = False) -> tuple[int, str, str]:
+            calls.append(cmd)
+            return 0, ip.show() + "2: eth0    inet 10.240.2.11/24 scope global eth0\\       valid_lft forever\n", ""
+
+    found = facts.read_addresses(Once(), IP)
+    assert found["addresses"] == ["10.240.2.11"] and "eth0" not in found["lo"]
+    change = ChangePlan()
+    lo_vips.plan(change, Once(), [V4], "present", str(tmp_path / "r"), "lo:1", IP, found["lo"])
+    assert len(calls) == 1  # the plan took lo's addresses from that read
+    assert not [d for d, _, _ in change.steps if "loopback" in d]  # the VIP is there, labelled

@@ -76,6 +76,9 @@ def test_vlan_and_dashed_names_converge_idempotently_and_absent_restores(vlan_ho
         shown = name.replace(".", "/")
         assert f"net.ipv4.conf.{shown}.arp_ignore = 1" in after
         assert f"net.ipv4.conf.{shown}.arp_announce = 2" in after
+    # The boot unit, new on this host: enabled and started by one systemctl call.
+    unit = "dsrprov-loopback-vips.service"
+    assert sh(vlan_host, f"systemctl is-enabled {unit}; systemctl is-active {unit}").split() == ["enabled", "active"]
     text = sh(vlan_host, f"cat {SYSCTL_FILE}")
     assert "net/ipv4/conf/eth0.100/arp_ignore = 1\n" in text
     assert "net.ipv4.conf.vlan-web.arp_announce = 2\n" in text

@@ -1,7 +1,8 @@
 """The systemd unit that restores the VIPs on the loopback at boot.
 
-Written, then ``daemon-reload`` when it changed, then enabled and started,
-never restarted: a restart would take every VIP down for a moment, and the
+Written, then ``daemon-reload`` when it changed, then enabled and started
+(a new unit: ``enable --now`` alone, which reloads the manager itself), never
+restarted: a restart would take every VIP down for a moment, and the
 live VIPs are already right. Standard library only, Python 3.8+.
 """
 
@@ -90,24 +91,36 @@ def plan(
     old = read_text(path)
     old_mode = file_mode(path, 0o644)
 
-    def put_unit(content: Optional[str], mode: int) -> None:
+    def put_unit(content: Optional[str], mode: int, reload: bool = True) -> None:
         put_file(path, content, mode)
-        run(module, ["systemctl", "daemon-reload"])
+        if reload:
+            run(module, ["systemctl", "daemon-reload"])
 
-    def unit_file(content: Optional[str]) -> None:
+    def unit_file(content: Optional[str], reload: bool = True) -> None:
         """The file and the daemon-reload that makes systemd see it: one step,
         so that its undo reloads after the old file is back."""
         if old == content:
             return
         change.diff(path, old or "", content or "")
         change.step(
-            "%s %s and reload systemd" % ("remove" if content is None else "write", path),
-            lambda: put_unit(content, 0o644),
+            "%s %s%s" % ("remove" if content is None else "write", path, " and reload systemd" if reload else ""),
+            lambda: put_unit(content, 0o644, reload),
             lambda: put_unit(old, old_mode),
         )
 
     if state == "present":
-        unit_file(render(vips, ip_command, label, record))
+        # A new unit that is enabled and started at once needs no
+        # daemon-reload of its own: systemctl enable reloads the manager
+        # before --now starts it. One call instead of three.
+        at_once = old is None and not enabled and not active
+        unit_file(render(vips, ip_command, label, record), reload=not at_once)
+        if at_once:
+            change.diff("%s enabled" % name, "no\n", "yes\n")
+            change.diff("%s active" % name, "no\n", "yes\n")
+            change.step("enable and start %s" % name,
+                        lambda: run(module, ["systemctl", "enable", "--now", "--quiet", name]),
+                        lambda: run(module, ["systemctl", "disable", "--now", "--quiet", name]))  # fmt: skip
+            return {"path": path, "enabled": enabled, "active": active, "present": exists}
         if not enabled:
             change.diff("%s enabled" % name, "no\n", "yes\n")
             change.step("enable %s" % name, lambda: run(module, ["systemctl", "enable", "--quiet", name]),

@@ -125,12 +125,14 @@ def plan(
     record: str,
     label: str,
     ip_command: str,
+    lo_read: Optional[str] = None,
 ) -> Dict[str, List[str]]:
     """Plan lo to hold exactly VIPS (present) or none of the managed ones
     (absent: VIPS given are removed too, even when the record lost them).
     Return {added, removed}."""
     wanted = [str(ipaddress.ip_address(v)) for v in vips] if state == "present" else []
-    present, labelled = live_vips(module, ip_command, label)
+    # LO_READ: lo's lines of the module's own read of every address.
+    present, labelled = live_vips(module, ip_command, label) if lo_read is None else parse_lo_addresses(lo_read, label)
     managed = set(read_record(record)) | labelled
     if state == "absent":
         managed |= {str(ipaddress.ip_address(v)) for v in vips}

@@ -227,6 +227,7 @@ def read_and_check(module):
             problems.append(missing)
     return {
         "ip_command": ip_command,
+        "lo_read": found["lo"],
         "vips": vips,
         "lo_state": lo_state,
         "lo": {"manager": lo.manager, "detail": lo.detail, "problems": lo.problems, "risks": lo.risks},
@@ -250,8 +251,11 @@ def plan_changes(module, found):
 
     def vips():
         result.update(
-            lo_vips.plan(change, module, found["vips"], p["state"], p["record_file"], p["label"], found["ip_command"])
-        )
+            lo_vips.plan(
+                change, module, found["vips"], p["state"], p["record_file"], p["label"], found["ip_command"],
+                found["lo_read"],
+            )
+        )  # fmt: skip
 
     def boot_unit():
         unit.plan(change, module, p["unit_name"], p["state"], found["vips"], found["ip_command"], p["label"],
