@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -39,26 +40,35 @@ def arp_sysctls(host: labmod.LabHost) -> str:
     return sh(host, "sysctl -a 2>/dev/null | grep -E 'arp_(ignore|announce)' | sort")
 
 
-def play(*args: str) -> tuple[PlaybookRun, dict[str, int]]:
-    run = run_playbook("site.yml", "--limit", HOST, *args, inventory=INVENTORY)
-    return run, recap(run.stdout + run.stderr, HOST)
+def play(*args: str, host: str = HOST) -> tuple[PlaybookRun, dict[str, int]]:
+    run = run_playbook("site.yml", "--limit", host, *args, inventory=INVENTORY)
+    return run, recap(run.stdout + run.stderr, host)
+
+
+@contextmanager
+def linux_lab() -> Iterator[labmod.Lab]:
+    """inventories/lab-linux, up for the module; taken down after when it was not running before."""
+    the_lab = labmod.load_lab(INVENTORY / "hosts.yml")
+    was_running = all(labmod.status(the_lab).values())
+    labmod.up(the_lab)
+    try:
+        yield the_lab
+    finally:
+        if not was_running and not os.environ.get("DSRPROV_KEEP_LAB"):
+            labmod.down(the_lab)
 
 
 @pytest.fixture(scope="module")
 def vlan_host() -> Iterator[labmod.LabHost]:
-    the_lab = labmod.load_lab(INVENTORY / "hosts.yml")
-    was_running = all(labmod.status(the_lab).values())
-    labmod.up(the_lab)
-    host = the_lab.host(HOST)
-    sh(host, "ip link show eth0.100 >/dev/null 2>&1 || ip link add eth0.100 type veth peer name vlan-web")
-    sh(host, "ip link set eth0.100 up && ip link set vlan-web up")
-    try:
-        yield host
-    finally:
-        play("-e", "dsr_state=absent")
-        sh(host, "ip link del eth0.100", check=False)
-        if not was_running and not os.environ.get("DSRPROV_KEEP_LAB"):
-            labmod.down(the_lab)
+    with linux_lab() as the_lab:
+        host = the_lab.host(HOST)
+        sh(host, "ip link show eth0.100 >/dev/null 2>&1 || ip link add eth0.100 type veth peer name vlan-web")
+        sh(host, "ip link set eth0.100 up && ip link set vlan-web up")
+        try:
+            yield host
+        finally:
+            play("-e", "dsr_state=absent")
+            sh(host, "ip link del eth0.100", check=False)
 
 
 def test_vlan_and_dashed_names_converge_idempotently_and_absent_restores(vlan_host: labmod.LabHost) -> None:

@@ -1,0 +1,75 @@
+"""Issue 22, on a real NetworkManager 1.42 host with a loopback profile: a step that fails after the
+profile was changed rolls everything back, the profile byte for byte; the record written ahead is
+taken back with it; the next run converges with no change pending; absent leaves the host as found.
+
+The failure is a real one: /etc/dsrprov/loopback-vips made a directory, so the
+step after the manager's (the VIP record) cannot be written. Kills between
+steps are covered by the unit tests (tests/test_lo_persist_crash.py): there
+is no way to stop the module at a chosen step from outside.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from dsrprov import lab as labmod
+from tests.test_realserver_linux_vlan_lab import linux_lab, play, sh
+
+pytestmark = pytest.mark.lab
+
+HOST = "nm2"
+KEYFILE = "/etc/NetworkManager/system-connections/lo.nmconnection"
+RECORD = "/etc/dsrprov/loopback-manager.json"
+HOOK = "/etc/NetworkManager/dispatcher.d/90-dsrprov-loopback-vips"
+
+
+def state(host: labmod.LabHost) -> str:
+    """What the role could touch, as text: the profile's bytes and mtime, NetworkManager's view of
+    it, lo, the ARP sysctls, dsrprov's files."""
+    return sh(
+        host,
+        f"sha256sum {KEYFILE}; stat -c %Y {KEYFILE}; nmcli -g ipv4.addresses,ipv6.addresses connection show lo;"
+        " ip -o addr show dev lo | awk '{print $4}' | sort; sysctl -a 2>/dev/null | grep -E 'arp_(ign|ann)' | sort;"
+        f" ls -A /etc/dsrprov {HOOK} /etc/sysctl.d /etc/systemd/system 2>&1; true",
+    )
+
+
+@pytest.fixture(scope="module")
+def nm_host() -> Iterator[labmod.LabHost]:
+    with linux_lab() as the_lab:
+        host = the_lab.host(HOST)
+        sh(host, "nmcli -g TYPE,FILENAME connection show | grep -q '^loopback:/etc/' || "
+                 "nmcli connection add type loopback con-name lo ifname lo >/dev/null")  # fmt: skip
+        try:
+            yield host
+        finally:
+            sh(host, "rmdir /etc/dsrprov/loopback-vips 2>/dev/null; true")
+            play("-e", "dsr_state=absent", host=HOST)
+
+
+def test_a_failure_after_the_profile_changed_rolls_back_and_absent_restores(nm_host: labmod.LabHost) -> None:
+    found = state(nm_host)
+    sh(nm_host, "mkdir -p /etc/dsrprov/loopback-vips")
+    blocked = state(nm_host)
+    run, counts = play(host=HOST)
+    assert run.returncode != 0 and counts["failed"] == 1
+    assert "write /etc/dsrprov/loopback-vips: " in run.stdout and "rolled back" in run.stdout, run.stdout[-3000:]
+    assert "cannot undo" not in run.stdout
+    assert state(nm_host) == blocked, "the rollback left traces"
+    sh(nm_host, "rmdir /etc/dsrprov/loopback-vips")
+
+    run, counts = play(host=HOST)
+    assert run.returncode == 0 and counts["changed"] >= 1, run.stdout[-3000:]
+    record = json.loads(sh(nm_host, f"cat {RECORD}"))
+    (entry,) = record["nm_profiles"].values()
+    assert "pending" not in entry and entry["modified"] is not None
+    assert "10.240.2.200/32" in sh(nm_host, "nmcli -g ipv4.addresses connection show lo")
+    run, counts = play(host=HOST)
+    assert run.returncode == 0 and counts["changed"] == 0, run.stdout[-3000:]
+
+    run, counts = play("-e", "dsr_state=absent", host=HOST)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert state(nm_host) == found
