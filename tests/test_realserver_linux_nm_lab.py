@@ -46,7 +46,7 @@ def nm_host() -> Iterator[labmod.LabHost]:
         try:
             yield host
         finally:
-            sh(host, "rmdir /etc/dsrprov/loopback-vips 2>/dev/null; true")
+            sh(host, "rmdir /etc/dsrprov/loopback-vips /etc/dsrprov 2>/dev/null; true")
             play("-e", "dsr_state=absent", host=HOST)
 
 
@@ -70,6 +70,44 @@ def test_a_failure_after_the_profile_changed_rolls_back_and_absent_restores(nm_h
     run, counts = play(host=HOST)
     assert run.returncode == 0 and counts["changed"] == 0, run.stdout[-3000:]
 
+    run, counts = play("-e", "dsr_state=absent", host=HOST)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert state(nm_host) == found
+
+
+# A stand-in nmcli in front of the real one: after a real `nmcli connection
+# modify` it SIGKILLs its parent, the module, once (the issue's case: a kill
+# between the profile change and the record). Only the kill is staged.
+KILLING_NMCLI = """#!/bin/sh
+/usr/bin/nmcli "$@"; rc=$?
+if [ "$2" = modify ] && [ -e /run/dsrprov-test-kill ]; then rm -f /run/dsrprov-test-kill; kill -9 $PPID; fi
+exit $rc
+"""
+
+
+def test_a_kill_right_after_nmcli_modify_heals_and_absent_restores(nm_host: labmod.LabHost) -> None:
+    play("-e", "dsr_state=absent", host=HOST)
+    sh(nm_host, "rmdir /etc/dsrprov 2>/dev/null; true")  # an empty one an earlier test may have left
+    found = state(nm_host)
+    labmod.lab_exec(nm_host, "sh", "-c", "cat > /usr/local/sbin/nmcli && chmod 755 /usr/local/sbin/nmcli",
+                    input_text=KILLING_NMCLI)  # fmt: skip
+    try:
+        sh(nm_host, "touch /run/dsrprov-test-kill")
+        run, counts = play(host=HOST)
+        assert run.returncode != 0 and counts["failed"] == 1, run.stdout[-3000:]
+        assert sh(nm_host, "test -e /run/dsrprov-test-kill && echo armed || echo fired").strip() == "fired"
+        # Killed after the profile changed: the record written ahead names the change.
+        assert "10.240.2.200/32" in sh(nm_host, "nmcli -g ipv4.addresses connection show lo")
+        entry = next(iter(json.loads(sh(nm_host, f"cat {RECORD}"))["nm_profiles"].values()))
+        assert entry["pending"]["add"] == ["10.240.2.200/32", "fd42:d5a:0:42::200/128"]
+    finally:
+        sh(nm_host, "rm -f /usr/local/sbin/nmcli /run/dsrprov-test-kill")
+    run, counts = play(host=HOST)
+    assert run.returncode == 0, run.stdout[-3000:]
+    entry = next(iter(json.loads(sh(nm_host, f"cat {RECORD}"))["nm_profiles"].values()))
+    assert "pending" not in entry
+    run, counts = play(host=HOST)
+    assert run.returncode == 0 and counts["changed"] == 0, run.stdout[-3000:]
     run, counts = play("-e", "dsr_state=absent", host=HOST)
     assert run.returncode == 0, run.stdout[-3000:]
     assert state(nm_host) == found
