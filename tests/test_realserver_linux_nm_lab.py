@@ -1,11 +1,15 @@
-"""Issue 22, on a real NetworkManager 1.42 host with a loopback profile: a step that fails after the
-profile was changed rolls everything back, the profile byte for byte; the record written ahead is
-taken back with it; the next run converges with no change pending; absent leaves the host as found.
+"""Issue 22, crash safety on real network managers (inventories/lab-linux): NetworkManager 1.42 with
+a loopback profile (nm2) and systemd-networkd 257 with a .network for lo (nd2).
 
-The failure is a real one: /etc/dsrprov/loopback-vips made a directory, so the
-step after the manager's (the VIP record) cannot be written. Kills between
-steps are covered by the unit tests (tests/test_lo_persist_crash.py): there
-is no way to stop the module at a chosen step from outside.
+- A step that fails after the profile was changed rolls everything back, the
+  profile byte for byte (a real failure: /etc/dsrprov/loopback-vips made a
+  directory, so the step after the manager's cannot be written).
+- A real SIGKILL of the module right after ``nmcli connection modify`` (nm2)
+  or ``networkctl reload`` (nd2), staged by a pass-through nmcli/networkctl
+  in /usr/local: the record written ahead names the change, the next run
+  finishes it, absent leaves the host as found.
+
+Kills at every other step are covered by the unit tests (tests/test_lo_persist_crash.py).
 """
 
 from __future__ import annotations
@@ -85,23 +89,28 @@ exit $rc
 """
 
 
+def run_killed(host: labmod.LabHost, name: str, path: str, script: str) -> None:
+    """Put the pass-through command at PATH, arm it and run the role: the module dies once. Then
+    the command goes again."""
+    labmod.lab_exec(host, "sh", "-c", f"cat > {path} && chmod 755 {path}", input_text=script)
+    try:
+        sh(host, "touch /run/dsrprov-test-kill")
+        run, counts = play(host=name)
+        assert run.returncode != 0 and counts["failed"] == 1, run.stdout[-3000:]
+        assert sh(host, "test -e /run/dsrprov-test-kill && echo armed || echo fired").strip() == "fired"
+    finally:
+        sh(host, f"rm -f {path} /run/dsrprov-test-kill")
+
+
 def test_a_kill_right_after_nmcli_modify_heals_and_absent_restores(nm_host: labmod.LabHost) -> None:
     play("-e", "dsr_state=absent", host=HOST)
     sh(nm_host, "rmdir /etc/dsrprov 2>/dev/null; true")  # an empty one an earlier test may have left
     found = state(nm_host)
-    labmod.lab_exec(nm_host, "sh", "-c", "cat > /usr/local/sbin/nmcli && chmod 755 /usr/local/sbin/nmcli",
-                    input_text=KILLING_NMCLI)  # fmt: skip
-    try:
-        sh(nm_host, "touch /run/dsrprov-test-kill")
-        run, counts = play(host=HOST)
-        assert run.returncode != 0 and counts["failed"] == 1, run.stdout[-3000:]
-        assert sh(nm_host, "test -e /run/dsrprov-test-kill && echo armed || echo fired").strip() == "fired"
-        # Killed after the profile changed: the record written ahead names the change.
-        assert "10.240.2.200/32" in sh(nm_host, "nmcli -g ipv4.addresses connection show lo")
-        entry = next(iter(json.loads(sh(nm_host, f"cat {RECORD}"))["nm_profiles"].values()))
-        assert entry["pending"]["add"] == ["10.240.2.200/32", "fd42:d5a:0:42::200/128"]
-    finally:
-        sh(nm_host, "rm -f /usr/local/sbin/nmcli /run/dsrprov-test-kill")
+    run_killed(nm_host, HOST, "/usr/local/sbin/nmcli", KILLING_NMCLI)
+    # Killed after the profile changed: the record written ahead names the change.
+    assert "10.240.2.200/32" in sh(nm_host, "nmcli -g ipv4.addresses connection show lo")
+    entry = next(iter(json.loads(sh(nm_host, f"cat {RECORD}"))["nm_profiles"].values()))
+    assert entry["pending"]["add"] == ["10.240.2.200/32", "fd42:d5a:0:42::200/128"]
     run, counts = play(host=HOST)
     assert run.returncode == 0, run.stdout[-3000:]
     entry = next(iter(json.loads(sh(nm_host, f"cat {RECORD}"))["nm_profiles"].values()))
@@ -111,3 +120,41 @@ def test_a_kill_right_after_nmcli_modify_heals_and_absent_restores(nm_host: labm
     run, counts = play("-e", "dsr_state=absent", host=HOST)
     assert run.returncode == 0, run.stdout[-3000:]
     assert state(nm_host) == found
+
+
+ND = "nd2"
+LO_NETWORK = "/etc/systemd/network/05-lo.network"
+DROPIN_DIR = "/etc/systemd/network/05-lo.network.d"
+# The same for networkd: a SIGKILL of the module right after a real
+# `networkctl reload` (after the drop-in was written, before the record).
+KILLING_NETWORKCTL = """#!/bin/sh
+/usr/bin/networkctl "$@"; rc=$?
+if [ "$1" = reload ] && [ -e /run/dsrprov-test-kill ]; then rm -f /run/dsrprov-test-kill; kill -9 $PPID; fi
+exit $rc
+"""
+
+
+def nd_state(host: labmod.LabHost) -> str:
+    return sh(
+        host,
+        f"sha256sum {LO_NETWORK}; ls -A {DROPIN_DIR} /etc/dsrprov 2>&1; ip -o addr show dev lo | awk '{{print $4}}' |"
+        " sort; sysctl -a 2>/dev/null | grep -E 'arp_(ign|ann)' | sort; true",
+    )
+
+
+def test_a_kill_right_after_the_networkd_reload_heals_and_absent_restores() -> None:
+    with linux_lab() as the_lab:
+        host = the_lab.host(ND)
+        sh(host, f"test -e {LO_NETWORK} || {{ printf '[Match]\\nName=lo\\n' > {LO_NETWORK} && networkctl reload; }}")
+        play("-e", "dsr_state=absent", host=ND)
+        found = nd_state(host)
+        run_killed(host, ND, "/usr/local/bin/networkctl", KILLING_NETWORKCTL)
+        note = json.loads(sh(host, f"cat {RECORD}"))
+        assert note["networkd_dropins"] == [f"{DROPIN_DIR}/90-dsrprov-loopback-vips.conf"]
+        run, counts = play(host=ND)
+        assert run.returncode == 0, run.stdout[-3000:]
+        run, counts = play(host=ND)
+        assert run.returncode == 0 and counts["changed"] == 0, run.stdout[-3000:]
+        run, counts = play("-e", "dsr_state=absent", host=ND)
+        assert run.returncode == 0, run.stdout[-3000:]
+        assert nd_state(host) == found
