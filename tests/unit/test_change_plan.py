@@ -86,3 +86,33 @@ def test_the_boot_unit_is_the_one_the_role_template_wrote(vips: list[str]) -> No
         "ExecStop=-/usr/sbin/ip addr del 192.0.2.10/32 dev lo\n"
         "ExecStop=-/usr/sbin/ip addr del 2001:db8::10/128 dev lo\n\n[Install]\nWantedBy=multi-user.target\n"
     )
+
+
+class Recorder:
+    """The module object's run_command, recording every command (systemctl is not run)."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def run_command(self, cmd: list[str], check_rc: bool = False) -> tuple[int, str, str]:
+        self.calls.append(cmd)
+        return 0, "UnitFileState=enabled\nActiveState=active\n" if cmd[1] == "show" else "", ""
+
+
+def test_a_new_unit_is_enabled_and_started_in_one_call_without_a_separate_reload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(unit, "UNIT_DIR", str(tmp_path))
+    module = Recorder()
+    change = ChangePlan()
+    unit.plan(change, module, "x.service", "present", ["192.0.2.10"], "/usr/sbin/ip", "lo:1", "/r")
+    assert [d for d, _, _ in change.steps] == [f"write {tmp_path}/x.service", "enable and start x.service"]
+    assert change.apply() is None
+    # systemctl enable reloads the manager itself before --now starts the unit.
+    assert module.calls == [["systemctl", "enable", "--now", "--quiet", "x.service"]]
+    # A changed unit that already runs: written, reloaded, never restarted.
+    module.calls.clear()
+    again = ChangePlan()
+    unit.plan(again, module, "x.service", "present", ["192.0.2.11"], "/usr/sbin/ip", "lo:1", "/r")
+    assert again.apply() is None
+    assert module.calls[1:] == [["systemctl", "daemon-reload"]]

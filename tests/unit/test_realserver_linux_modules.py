@@ -98,3 +98,81 @@ def test_sysctl_file_sets_keep_addr_on_down_and_says_why() -> None:
     assert "# keep_addr_on_down=1 on lo: a down/up of lo keeps the IPv6 VIPs." in text
     assert sysctls.parse_originals(text) == {sysctls.KEEP_KEY: "0"}
     assert "keep_addr_on_down" not in sysctls.render({"net.ipv4.conf.all.arp_ignore": "1"}, {})
+
+
+# Interface names with dots (VLANs) and dashes (issue 22).
+
+
+@pytest.mark.parametrize(
+    ("scope", "key", "path"),
+    [
+        ("all", "net.ipv4.conf.all.arp_ignore", "net/ipv4/conf/all/arp_ignore"),
+        ("eth0", "net.ipv4.conf.eth0.arp_ignore", "net/ipv4/conf/eth0/arp_ignore"),
+        ("vlan-web", "net.ipv4.conf.vlan-web.arp_ignore", "net/ipv4/conf/vlan-web/arp_ignore"),
+        ("eth0.100", "net/ipv4/conf/eth0.100/arp_ignore", "net/ipv4/conf/eth0.100/arp_ignore"),
+        ("bond0.20", "net/ipv4/conf/bond0.20/arp_ignore", "net/ipv4/conf/bond0.20/arp_ignore"),
+        ("vlan.100", "net/ipv4/conf/vlan.100/arp_ignore", "net/ipv4/conf/vlan.100/arp_ignore"),
+    ],
+)
+def test_a_key_is_written_as_sysctl_reads_it_and_read_from_its_proc_path(scope: str, key: str, path: str) -> None:
+    assert sysctls.conf_key(scope, "arp_ignore") == key
+    assert sysctls.proc_path(key) == "/proc/sys/" + path
+    # The dotted spelling with "/" inside the name (sysctl -a shows it so) names the same file.
+    assert sysctls.canonical(f"net.ipv4.conf.{scope.replace('.', '/')}.arp_ignore") == path
+
+
+@pytest.fixture
+def proc_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A /proc/sys with all, eth0, eth0.100 and a dashed name (files the kernel would have)."""
+    root = tmp_path / "proc"
+    for scope in ("all", "eth0", "eth0.100", "vlan-web"):
+        conf = root / "net" / "ipv4" / "conf" / scope
+        conf.mkdir(parents=True)
+        (conf / "arp_ignore").write_text("0\n")
+        (conf / "arp_announce").write_text("0\n")
+    monkeypatch.setattr(sysctls, "PROC_SYS", str(root) + "/")
+    return root
+
+
+def test_vlan_and_dashed_interfaces_get_their_keys_in_the_file_and_live(proc_tree: Path, tmp_path: Path) -> None:
+    from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import ChangePlan
+
+    names = ["eth0", "eth0.100", "vlan-web"]
+    assert sysctls.missing_interface(names) is None
+    assert sysctls.missing_interface(["eth0.200"]) == (
+        "interface 'eth0.200' has no IPv4 sysctls on this host (does it exist?)"
+    )
+    own = tmp_path / "90-dsrprov-arp.conf"
+    change = ChangePlan()
+    live = sysctls.plan(change, str(own), "present", names, keep_addr_on_down=False)
+    assert "net/ipv4/conf/eth0.100/arp_ignore" in live
+    assert change.apply() is None
+    text = own.read_text()
+    assert "net/ipv4/conf/eth0.100/arp_ignore = 1\nnet/ipv4/conf/eth0.100/arp_announce = 2\n" in text
+    assert "net.ipv4.conf.vlan-web.arp_ignore = 1\n" in text
+    conf = proc_tree / "net" / "ipv4" / "conf"
+    assert (conf / "eth0.100" / "arp_ignore").read_text() == "1\n"
+    assert (conf / "eth0.100" / "arp_announce").read_text() == "2\n"
+    assert not (conf / "eth0" / "100").exists()
+    # Idempotent, then absent puts back every value found.
+    again = ChangePlan()
+    assert sysctls.plan(again, str(own), "present", names, keep_addr_on_down=False) == {} and not again.changed
+    gone = ChangePlan()
+    sysctls.plan(gone, str(own), "absent", names)
+    assert gone.apply() is None
+    assert not own.exists()
+    assert {(conf / s / "arp_ignore").read_text() for s in ("all", "eth0", "eth0.100", "vlan-web")} == {"0\n"}
+
+
+def test_other_files_keys_for_vlan_names_are_read_in_both_spellings(sysctl_tree: Path) -> None:
+    wanted = {"net/ipv4/conf/eth0.100/arp_ignore": 1, "net.ipv4.conf.eth0.arp_ignore": 1}
+    (sysctl_tree / "etc" / "99-slash.conf").write_text("net/ipv4/conf/eth0.100/arp_ignore = 0\n")
+    (sysctl_tree / "etc" / "99-dot.conf").write_text("net.ipv4.conf.eth0/100.arp_ignore = 0\n")
+    # Not eth0.100: net.ipv4.conf.eth0.100.x would be a key "100" under eth0.
+    (sysctl_tree / "etc" / "99-other.conf").write_text("net.ipv4.conf.eth0.100.arp_ignore = 0\n")
+    found = sorted((Path(o["file"]).name, o["key"]) for o in facts.find_overrides(OWN, wanted))
+    assert found == [
+        ("99-dot.conf", "net/ipv4/conf/eth0.100/arp_ignore"),
+        ("99-slash.conf", "net/ipv4/conf/eth0.100/arp_ignore"),
+    ]
+    assert facts.summaries(facts.find_overrides(OWN, wanted))[0].endswith("would weaken arp_ignore/arp_announce")

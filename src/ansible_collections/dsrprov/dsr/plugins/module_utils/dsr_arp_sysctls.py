@@ -18,10 +18,35 @@ from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import
 
 ORIGINAL_MARK = "# original: "
 KEEP_KEY = "net.ipv6.conf.lo.keep_addr_on_down"
+PROC_SYS = "/proc/sys/"
+
+
+def conf_key(scope: str, name: str, family: int = 4) -> str:
+    """The key of net.ipvF.conf.SCOPE.NAME as the sysctl file spells it.
+
+    An interface name may hold dots (VLANs: eth0.100, bond0.20). sysctl.d(5):
+    when a key's first separator is "/", the other "/" separate and "." are
+    part of names; so such keys are written net/ipv4/conf/eth0.100/arp_ignore,
+    which systemd-sysctl and procps' sysctl -p both read (tried on systemd 252
+    and procps-ng 4.0.2). Names without dots keep the dotted form."""
+    if "." in scope:
+        return "net/ipv%d/conf/%s/%s" % (family, scope, name)
+    return "net.ipv%d.conf.%s.%s" % (family, scope, name)
+
+
+def canonical(key: str) -> str:
+    """KEY as a path under /proc/sys, whichever form it is written in: the
+    first separator decides (sysctl.d(5)); in the dotted form a "/" stands
+    for a "." inside a name (net.ipv4.conf.eth0/100.arp_ignore)."""
+    key = key.strip()
+    slash, dot = key.find("/"), key.find(".")
+    if slash != -1 and (dot == -1 or slash < dot):
+        return key.strip("/")
+    return key.translate(str.maketrans("./", "/."))
 
 
 def proc_path(key: str) -> str:
-    return "/proc/sys/" + key.replace(".", "/")
+    return PROC_SYS + canonical(key)
 
 
 def read_live(key: str) -> Optional[str]:
@@ -79,7 +104,7 @@ def render(values: Dict[str, str], originals: Dict[str, Optional[str]]) -> str:
 def missing_interface(interfaces: List[str]) -> Optional[str]:
     """The check present makes before any change: every interface has IPv4 sysctls."""
     for scope in ["all"] + [i for i in interfaces if i != "all"]:
-        if read_live("net.ipv4.conf.%s.arp_ignore" % scope) is None:
+        if read_live(conf_key(scope, "arp_ignore")) is None:
             return "interface %r has no IPv4 sysctls on this host (does it exist?)" % scope
     return None
 
@@ -100,8 +125,8 @@ def plan(
     if state == "present":
         values = {}
         for scope in ["all"] + [i for i in interfaces if i != "all"]:
-            values["net.ipv4.conf.%s.arp_ignore" % scope] = str(arp_ignore)
-            values["net.ipv4.conf.%s.arp_announce" % scope] = str(arp_announce)
+            values[conf_key(scope, "arp_ignore")] = str(arp_ignore)
+            values[conf_key(scope, "arp_announce")] = str(arp_announce)
         if keep_addr_on_down and read_live(KEEP_KEY) is not None:
             values[KEEP_KEY] = "1"
         # Remember what was live before the first change, for absent.

@@ -1,13 +1,13 @@
 """The systemd unit that restores the VIPs on the loopback at boot.
 
-Written, then ``daemon-reload`` when it changed, then enabled and started,
-never restarted: a restart would take every VIP down for a moment, and the
+Written, then ``daemon-reload`` when it changed, then enabled and started
+(a new unit: ``enable --now`` alone, which reloads the manager itself), never
+restarted: a restart would take every VIP down for a moment, and the
 live VIPs are already right. Standard library only, Python 3.8+.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from typing import Any, Dict, List, Optional
 
@@ -18,18 +18,25 @@ from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import
     read_text,
     run,
 )
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_linux_names import check_label, systemd_quote
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_vips import parse_vip
 
 UNIT_DIR = "/etc/systemd/system"
 
 
 def render(vips: List[str], ip_command: str, label: str, record: str) -> str:
+    """The unit. Every value is checked again (ValueError) and each argument
+    quoted by systemd's rules: none can add a line or an argument."""
+    check_label(label)
+    q = systemd_quote
+    ip = q(ip_command)
     lines = [
         "# Managed by dsrprov (role dsr_realserver_linux); local changes are overwritten.",
         "# Restores the Direct Server Return VIPs on the loopback at boot, after the ARP",
         "# sysctls are applied and before any network interface comes up.",
         "[Unit]",
         "Description=dsrprov: DSR VIPs on the loopback",
-        "Documentation=file://%s" % record,
+        "Documentation=file://%s" % record.replace("\n", " "),
         "DefaultDependencies=no",
         "After=systemd-sysctl.service",
         "Before=network-pre.target shutdown.target",
@@ -40,15 +47,14 @@ def render(vips: List[str], ip_command: str, label: str, record: str) -> str:
         "Type=oneshot",
         "RemainAfterExit=yes",
     ]
-    for vip in vips:
-        addr = ipaddress.ip_address(vip)
+    addrs = [parse_vip(vip) for vip in vips]
+    for addr in addrs:
         if addr.version == 4:
-            lines.append("ExecStart=%s -4 addr replace %s/32 dev lo label %s" % (ip_command, addr, label))
+            lines.append("ExecStart=%s -4 addr replace %s dev lo label %s" % (ip, q("%s/32" % addr), q(label)))
         else:
-            lines.append("ExecStart=%s -6 addr replace %s/128 dev lo nodad" % (ip_command, addr))
-    for vip in vips:
-        addr = ipaddress.ip_address(vip)
-        lines.append("ExecStop=-%s addr del %s/%d dev lo" % (ip_command, addr, addr.max_prefixlen))
+            lines.append("ExecStart=%s -6 addr replace %s dev lo nodad" % (ip, q("%s/128" % addr)))
+    for addr in addrs:
+        lines.append("ExecStop=-%s addr del %s dev lo" % (ip, q("%s/%d" % (addr, addr.max_prefixlen))))
     lines += ["", "[Install]", "WantedBy=multi-user.target"]
     return "\n".join(lines) + "\n"
 
@@ -85,24 +91,36 @@ def plan(
     old = read_text(path)
     old_mode = file_mode(path, 0o644)
 
-    def put_unit(content: Optional[str], mode: int) -> None:
+    def put_unit(content: Optional[str], mode: int, reload: bool = True) -> None:
         put_file(path, content, mode)
-        run(module, ["systemctl", "daemon-reload"])
+        if reload:
+            run(module, ["systemctl", "daemon-reload"])
 
-    def unit_file(content: Optional[str]) -> None:
+    def unit_file(content: Optional[str], reload: bool = True) -> None:
         """The file and the daemon-reload that makes systemd see it: one step,
         so that its undo reloads after the old file is back."""
         if old == content:
             return
         change.diff(path, old or "", content or "")
         change.step(
-            "%s %s and reload systemd" % ("remove" if content is None else "write", path),
-            lambda: put_unit(content, 0o644),
+            "%s %s%s" % ("remove" if content is None else "write", path, " and reload systemd" if reload else ""),
+            lambda: put_unit(content, 0o644, reload),
             lambda: put_unit(old, old_mode),
         )
 
     if state == "present":
-        unit_file(render(vips, ip_command, label, record))
+        # A new unit that is enabled and started at once needs no
+        # daemon-reload of its own: systemctl enable reloads the manager
+        # before --now starts it. One call instead of three.
+        at_once = old is None and not enabled and not active
+        unit_file(render(vips, ip_command, label, record), reload=not at_once)
+        if at_once:
+            change.diff("%s enabled" % name, "no\n", "yes\n")
+            change.diff("%s active" % name, "no\n", "yes\n")
+            change.step("enable and start %s" % name,
+                        lambda: run(module, ["systemctl", "enable", "--now", "--quiet", name]),
+                        lambda: run(module, ["systemctl", "disable", "--now", "--quiet", name]))  # fmt: skip
+            return {"path": path, "enabled": enabled, "active": active, "present": exists}
         if not enabled:
             change.diff("%s enabled" % name, "no\n", "yes\n")
             change.step("enable %s" % name, lambda: run(module, ["systemctl", "enable", "--quiet", name]),

@@ -88,6 +88,15 @@ class ChangePlan:
         if quiet:
             self.quiet.append(description)
 
+    def insert(
+        self, index: int, description: str, action: Action, undo: Optional[Action] = None, quiet: bool = False
+    ) -> None:
+        """A step before the ones planned from INDEX on (a write-ahead note of
+        what they are about to do, planned once they are)."""
+        self.steps.insert(index, (description, action, undo))
+        if quiet:
+            self.quiet.append(description)
+
     def diff(self, header: str, before: str, after: str) -> None:
         if before != after:
             self.diffs.append({"before_header": header, "after_header": header, "before": before, "after": after})

@@ -21,14 +21,16 @@ def find_ip_command() -> str:
     return ip_command
 
 
-def read_addresses(module: Any, ip_command: str) -> Dict[str, List[str]]:
-    """{addresses, ipv4_interfaces}: the host's own addresses off lo, and the
-    interfaces that hold an IPv4 address."""
+def read_addresses(module: Any, ip_command: str) -> Dict[str, Any]:
+    """{addresses, ipv4_interfaces, lo}: the host's own addresses off lo, the
+    interfaces that hold an IPv4 address, and lo's lines of the same read (the
+    VIPs' part reads them from there: one ``ip addr`` call, not two)."""
     rc, out, err = module.run_command([ip_command, "-o", "addr", "show"], check_rc=False)
     if rc != 0:
         raise StepFailed("cannot list the host's addresses: %s" % err.strip())
     addresses = []
     ipv4_interfaces = set()
+    lo_lines = []
     for line in out.splitlines():
         fields = line.split()
         # "2: eth0    inet 10.0.0.5/24 brd ... scope global eth0"
@@ -36,11 +38,12 @@ def read_addresses(module: Any, ip_command: str) -> Dict[str, List[str]]:
             continue
         ifname = fields[1].split("@")[0]
         if ifname == "lo":
+            lo_lines.append(line + "\n")
             continue
         addresses.append(fields[3].split("/")[0])
         if fields[2] == "inet":
             ipv4_interfaces.add(ifname)
-    return {"addresses": addresses, "ipv4_interfaces": sorted(ipv4_interfaces)}
+    return {"addresses": addresses, "ipv4_interfaces": sorted(ipv4_interfaces), "lo": "".join(lo_lines)}
 
 
 def interfaces() -> List[str]:

@@ -37,6 +37,9 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_linux_names import check_label, sh_quote
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_vips import parse_vip
+
 # What dsrprov installs beside the manager's own configuration.
 NM_HOOK = "/etc/NetworkManager/dispatcher.d/90-dsrprov-loopback-vips"
 NETWORKD_DROPIN = "90-dsrprov-loopback-vips.conf"
@@ -457,6 +460,24 @@ def assess(state: LoState, vips: list[str], *, hook_vips: list[str] | None = Non
     if state.ifupdown_lo:
         managers.append(("ifupdown", "ifupdown, lo in /etc/network/interfaces"))
 
+    # A VIP the manager itself keeps on lo with a wide prefix: the manager would
+    # put the wide one back after dsrprov narrowed it, and it is the admin's.
+    kept = []
+    if state.nm_active:
+        kept = [(p.label(), a) for p in state.nm_stored_profiles for f in (4, 6) for a in p.addresses.get(f, [])]
+    if state.networkd_manages_lo:
+        kept += [(state.networkd_file, a) for a in state.networkd_addresses()]
+    for where, text in kept:
+        try:
+            iface = ipaddress.ip_interface(text.strip())
+        except ValueError:
+            continue
+        if str(iface.ip) in vips and iface.network.prefixlen != iface.ip.max_prefixlen:
+            problems.append(
+                f"{where} puts the VIP {iface.ip} on lo as {text.strip()}, which makes all of {iface.network} local "
+                f"to this host: make it {iface.ip}/{iface.ip.max_prefixlen} there (or remove it), then run again"
+            )
+
     if state.nm_active and state.nm_stored_profiles and state.networkd_manages_lo:
         problems.append(
             f"both NetworkManager and systemd-networkd manage lo ({managers[0][1]}; {managers[1][1]}): each "
@@ -490,6 +511,9 @@ def host_prefix(vip: str) -> str:
 
 
 def render_nm_hook(vips: list[str], ip_command: str, label: str) -> str:
+    """The dispatcher hook. Every value is checked again (ValueError) and
+    shell-quoted: the hook runs as root."""
+    check_label(label)
     lines = [
         "#!/bin/sh",
         "# Managed by dsrprov (role dsr_realserver_linux); local changes are overwritten.",
@@ -501,23 +525,30 @@ def render_nm_hook(vips: list[str], ip_command: str, label: str) -> str:
         'case "$2" in up|down|reapply) ;; *) exit 0 ;; esac',
     ]
     for vip in vips:
-        addr = ipaddress.ip_address(vip)
-        extra = f"label {label}" if addr.version == 4 else "nodad"
+        addr = parse_vip(vip)
+        extra = f"label {sh_quote(label)}" if addr.version == 4 else "nodad"
         # "add" fails harmlessly when the VIP is still there.
-        lines.append(f"{ip_command} -{addr.version} addr add {host_prefix(vip)} dev lo {extra} 2>/dev/null")
+        lines.append(
+            f"{sh_quote(ip_command)} -{addr.version} addr add {sh_quote(host_prefix(str(addr)))} dev lo {extra} "
+            "2>/dev/null"
+        )
     lines.append("exit 0")
     return "\n".join(lines) + "\n"
 
 
 def render_networkd_dropin(vips: list[str], label: str, network_file: str) -> str:
+    """The drop-in. A value in a networkd file runs to the end of its line and
+    knows no quoting: the label and VIPs are checked again (ValueError), so
+    none can hold a newline or anything else but its own characters."""
+    check_label(label)
     lines = [
         "# Managed by dsrprov (role dsr_realserver_linux); local changes are overwritten.",
         "# The DSR VIPs on lo, so that systemd-networkd keeps them whenever it",
-        f"# reconfigures lo ({network_file} matches lo).",
+        f"# reconfigures lo ({network_file.replace(chr(10), ' ')} matches lo).",
     ]
     for vip in vips:
-        addr = ipaddress.ip_address(vip)
-        lines += ["", "[Address]", f"Address={host_prefix(vip)}"]
+        addr = parse_vip(vip)
+        lines += ["", "[Address]", f"Address={host_prefix(str(addr))}"]
         if addr.version == 4:
             lines.append(f"Label={label}")
         else:

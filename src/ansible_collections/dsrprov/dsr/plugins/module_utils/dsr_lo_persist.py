@@ -12,7 +12,13 @@
 
 What it changed is recorded (JSON, root only); absent puts each profile back
 as it was (byte for byte when nobody changed it since) and removes the hook
-and the drop-in. Who manages lo, and the refusals, come from dsr_lo_manager.py.
+and the drop-in. The record is written ahead: before the first change to a
+manager's configuration it already names what is about to change (the VIPs
+to add and remove in each profile, with the profile's original; the drop-in
+and the directory made for it), marked ``pending``; after the changes it is
+written again as done. So a run killed at any point leaves a record from
+which the next run finishes the change, and absent undoes it. Who manages
+lo, and the refusals, come from dsr_lo_manager.py.
 Standard library only, Python 3.8+ (runs on the managed host).
 """
 
@@ -90,6 +96,9 @@ class Persist:
         self.after: List[str] = []
         self.persisted_in: List[str] = []
         self.steps = 0
+        # An undo of a manager change failed: the write-ahead record must stay,
+        # it is the only note of what is still on the host.
+        self.undo_failed = False
 
     def show(self, title: str, before: Optional[str], after: Optional[str]) -> None:
         if before != after:
@@ -98,7 +107,15 @@ class Persist:
 
     def step(self, description: str, action: Any, undo: Any = None) -> None:
         self.steps += 1
-        self.change.step(description, action, undo)
+
+        def watched_undo() -> None:
+            try:
+                undo()
+            except Exception:
+                self.undo_failed = True
+                raise
+
+        self.change.step(description, action, watched_undo if undo is not None else None)
 
     def file(self, path: str, content: Optional[str], mode: int, remove_dir: bool = False, reload: Any = None) -> bool:
         """Make PATH hold CONTENT (None: absent); RELOAD runs after its undo."""
@@ -140,7 +157,24 @@ def _inverse(changes: List[Tuple[str, str, str]]) -> List[Tuple[str, str, str]]:
     return [("-" if sign == "+" else "+", prop, value) for sign, prop, value in changes]
 
 
-def plan_nm_profiles(p_: Persist, wanted: List[str], record: Dict[str, Any], new_record: Dict[str, Any]) -> None:
+def healed_modified(rec: Dict[str, Any], profile: Any) -> Optional[str]:
+    """The profile's file as dsrprov's last change left it. A record still
+    ``pending`` was written ahead of a change the run did not see through:
+    when the profile shows that change made, its file now is what the change
+    produced; otherwise the change never happened and the old note stands."""
+    pending = rec.get("pending")
+    if not pending or profile is None:
+        return rec.get("modified")
+    made = all(profile.holds(a.split("/")[0]) for a in pending.get("add", [])) and not any(
+        profile.holds(a.split("/")[0]) for a in pending.get("remove", [])
+    )
+    return read_text(profile.filename) if made else rec.get("modified")
+
+
+def plan_nm_profiles(
+    p_: Persist, wanted: List[str], record: Dict[str, Any], new_record: Dict[str, Any], intent: Dict[str, Any]
+) -> None:
+    """Plan each profile; INTENT gets the write-ahead entries (what is about to change)."""
     state = p_.state
     recorded = record.get("nm_profiles", {})
     current = {p.uuid: p for p in state.nm_stored_profiles} if state.nm_active else {}
@@ -164,11 +198,16 @@ def plan_nm_profiles(p_: Persist, wanted: List[str], record: Dict[str, Any], new
             # The file before dsrprov's first change, for absent.
             "original": rec.get("original") if rec else read_text(p.filename),
             "original_mtime_ns": rec.get("original_mtime_ns") if rec else mtime_ns(p.filename),
-            "modified": rec.get("modified"),
+            "modified": healed_modified(rec, p),
         }
         new_record.setdefault("nm_profiles", {})[uuid] = entry
         if not (to_add or to_remove):
             continue
+        # Ahead of the change: every VIP dsrprov has or is about to have there,
+        # so whichever way a kill falls, the next run knows them as its own.
+        intent.setdefault("nm_profiles", {})[uuid] = dict(
+            entry, added=sorted(set(ours) | set(added)), pending={"add": to_add, "remove": to_remove}
+        )
         before = {4: list(p.addresses.get(4, [])), 6: list(p.addresses.get(6, []))}
         after = {f: [a for a in before[f] if a not in to_remove] for f in (4, 6)}
         for a in to_add:
@@ -187,13 +226,37 @@ def plan_nm_profiles(p_: Persist, wanted: List[str], record: Dict[str, Any], new
             # only while nobody else has changed it since.
             entry["modified"] = read_text(filename)
 
-        p_.step("add the VIPs to %s" % p.label(), modify, lambda uuid=uuid, changes=changes: p_.nmcli_modify(
-            uuid, _inverse(changes)))  # fmt: skip
+        def unmodify(
+            uuid: str = uuid,
+            changes: Any = changes,
+            filename: str = p.filename,
+            entry: Any = entry,
+            text: Optional[str] = read_text(p.filename),
+            mtime: Optional[int] = mtime_ns(p.filename),
+        ) -> None:
+            # Byte for byte while the file is as the change left it (nmcli
+            # would rewrite it in its own layout), else the inverse change.
+            if text is not None and entry.get("modified") is not None and read_text(filename) == entry["modified"]:
+                put_back_profile(p_.module, state, filename, text, mtime)
+            else:
+                p_.nmcli_modify(uuid, _inverse(changes))
+
+        p_.step("add the VIPs to %s" % p.label(), modify, unmodify)
     # Profiles changed earlier that this run no longer keeps VIPs in (absent,
     # or a profile that left the disk): put them back.
     for uuid, rec in sorted(recorded.items()):
         if uuid not in current:
             plan_nm_restore(p_, uuid, rec)
+
+
+def put_back_profile(module: Any, state: LoState, path: str, text: Optional[str], mtime: Optional[int]) -> None:
+    """A profile's file byte for byte, then NetworkManager re-reads it, then the mtime."""
+    mode = os.stat(path).st_mode & 0o7777
+    write_text(path, text or "", mode)
+    if state.nm_active:
+        run(module, ["nmcli", "connection", "load", path])
+    if mtime:
+        os.utime(path, ns=(os.stat(path).st_atime_ns, mtime))
 
 
 def plan_nm_restore(p_: Persist, uuid: str, rec: Dict[str, Any]) -> None:
@@ -212,7 +275,7 @@ def plan_nm_restore(p_: Persist, uuid: str, rec: Dict[str, Any]) -> None:
         current = read_text(p_file)
     p_file = str(p_file)
     ours = [a for a in rec.get("added", []) if p is None or p.holds(a.split("/")[0])]
-    original, modified = rec.get("original"), rec.get("modified")
+    original, modified = rec.get("original"), healed_modified(rec, p)
     untouched = (
         original is not None and modified is not None and without_timestamp(current) == without_timestamp(modified)
     )
@@ -223,13 +286,7 @@ def plan_nm_restore(p_: Persist, uuid: str, rec: Dict[str, Any]) -> None:
     reapply = p is not None and p.active and p.device == "lo"
 
     def put_back(text: Optional[str], mtime: Optional[int]) -> None:
-        # Byte for byte, then NetworkManager re-reads it, then the mtime.
-        mode = os.stat(p_file).st_mode & 0o7777
-        write_text(p_file, text or "", mode)
-        if state.nm_active:
-            run(module, ["nmcli", "connection", "load", p_file])
-        if mtime:
-            os.utime(p_file, ns=(os.stat(p_file).st_atime_ns, mtime))
+        put_back_profile(module, state, p_file, text, mtime)
 
     def restore() -> None:
         if untouched:
@@ -297,6 +354,9 @@ def plan(
     p_ = Persist(change, module, state)
     record = read_record(record_path)
     new_record: Dict[str, Any] = {"version": RECORD_VERSION}
+    # Written before the first change (see the docstring at the top).
+    intent: Dict[str, Any] = json.loads(json.dumps(record)) if record else {"version": RECORD_VERSION}
+    first_step = len(change.steps)
 
     # The hook first on the way out: the reapply of a restored profile must
     # not set it off.
@@ -307,7 +367,7 @@ def plan(
     if hook is not None:
         p_.persisted_in.append(NM_HOOK)
 
-    plan_nm_profiles(p_, wanted, record, new_record)
+    plan_nm_profiles(p_, wanted, record, new_record, intent)
 
     # systemd-networkd: our drop-in beside lo's .network, and nowhere else.
     dropins = set(record.get("networkd_dropins", []))
@@ -335,12 +395,33 @@ def plan(
         p_.persisted_in.append(want_dropin)
     if created:
         new_record["created_dirs"] = sorted(created)
+    intent["networkd_dropins"] = sorted(dropins | set(new_record.get("networkd_dropins", [])))
+    intent["created_dirs"] = sorted(set(record.get("created_dirs", [])) | created)
     if reload_needed and state.networkd_active:
         p_.step("networkctl reload", reload)
 
     change.diff(DIFF_HEADER, "".join(p_.before), "".join(p_.after))
     keep_record = len(new_record) > 1
     old_record_text = read_text(record_path)
+    # The record as it stands while the changes run: the write-ahead one, if any.
+    during = old_record_text
+    if p_.steps:
+        intent["version"] = RECORD_VERSION
+        intent_text = json.dumps(intent, indent=1, sort_keys=True) + "\n"
+        during = intent_text
+
+        def undo_intent() -> None:
+            # Only once every manager change is undone may the record forget them.
+            if not p_.undo_failed:
+                put_file(record_path, old_record_text, 0o600, remove_dir=old_record_text is None)
+
+        change.insert(
+            first_step,
+            "note in %s what is about to change" % record_path,
+            lambda: put_file(record_path, intent_text, 0o600),
+            undo_intent,
+            quiet=True,
+        )
     if p_.steps or old_record_text != (
         json.dumps(new_record, indent=1, sort_keys=True) + "\n" if keep_record else None
     ):
@@ -351,7 +432,7 @@ def plan(
             lambda: put_file(
                 record_path, json.dumps(new_record, indent=1, sort_keys=True) + "\n" if keep_record else None, 0o600
             ),
-            lambda: put_file(record_path, old_record_text, 0o600, remove_dir=old_record_text is None),
+            lambda: put_file(record_path, during, 0o600, remove_dir=during is None),
             # Bookkeeping: a rewrite of the record alone is no change to the host.
             quiet=not p_.steps,
         )

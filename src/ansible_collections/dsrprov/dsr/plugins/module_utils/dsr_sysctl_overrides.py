@@ -10,6 +10,8 @@ import glob
 import os
 from typing import Dict, List, Mapping, Tuple
 
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_arp_sysctls import canonical
+
 # The directories systemd-sysctl and "sysctl --system" read, in their order of
 # precedence for equal file names; files are applied sorted by file name.
 SYSCTL_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d")
@@ -44,6 +46,12 @@ def read_sysctl_files(own_file: str) -> List[Tuple[str, List[str]]]:
     return [(p, lines) for p, lines, after in files if after and os.path.basename(p) != own_name]
 
 
+def display(path: str) -> str:
+    """A /proc/sys path as people write the key: dotted, unless a name holds a dot."""
+    parts = path.split("/")
+    return path if any("." in part for part in parts) else ".".join(parts)
+
+
 def weaker(value: str, own_value: object) -> bool:
     """True when a later file's value undoes ours. For both ARP keys the kernel
     uses the larger of "all" and the interface's value, so a larger value is
@@ -63,10 +71,12 @@ def find_overrides(own_file: str, wanted: Mapping[str, object]) -> List[Dict[str
             if not line or line[0] in "#;" or "=" not in line:
                 continue
             key, value = (part.strip() for part in line.split("=", 1))
-            key = key.lstrip("-").replace("/", ".")
+            # Both spellings (net.ipv4.conf.eth0/100.x, net/ipv4/conf/eth0.100/x)
+            # compared as the path under /proc/sys they name.
+            key = canonical(key.lstrip("-"))
             for own_key, own_value in wanted.items():
-                if fnmatch.fnmatchcase(own_key, key) and weaker(value, own_value):
-                    overrides.append({"file": path, "key": key, "value": value})
+                if fnmatch.fnmatchcase(canonical(own_key), key) and weaker(value, own_value):
+                    overrides.append({"file": path, "key": display(key), "value": value})
     return overrides
 
 
@@ -75,7 +85,7 @@ def summaries(overrides: List[Dict[str, str]]) -> List[str]:
     out = []
     files = [item["file"] for item in overrides]
     for path in sorted(set(files), key=files.index):
-        keys = {i["key"].rsplit(".", 1)[-1] for i in overrides if i["file"] == path}
+        keys = {canonical(i["key"]).rsplit("/", 1)[-1] for i in overrides if i["file"] == path}
         what = []
         if keys & {"arp_ignore", "arp_announce"}:
             what.append("arp_ignore/arp_announce")

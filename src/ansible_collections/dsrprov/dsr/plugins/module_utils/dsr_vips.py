@@ -24,6 +24,10 @@ def parse_vip(text: Any) -> Address:
         raise VipError(f"invalid VIP {text!r}: expected an IPv4 or IPv6 address")
     raw = text.strip()
     addr_part, _, prefix_part = raw.partition("/")
+    if "%" in addr_part:
+        # Python's ipaddress takes a zone ("fe80::1%eth0"), and keeps it in
+        # str(): it would reach the hook and the unit. A VIP is global.
+        raise VipError(f"invalid VIP {raw!r}: a VIP takes no zone id (%...)")
     try:
         addr = ipaddress.ip_address(addr_part)
     except ValueError:

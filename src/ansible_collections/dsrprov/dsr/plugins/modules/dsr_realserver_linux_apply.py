@@ -21,6 +21,9 @@ description:
   - C(state=absent) undoes it all in the reverse order; the manager's configuration first (nothing may put
     the VIPs back), the VIPs, the unit, then the sysctl file and the live values recorded before the first change.
   - When a change fails, the changes this call made are undone, newest first, and the call fails saying so.
+  - Changes to the manager's configuration are noted in I(manager_record) before they are made (write-ahead),
+    so a call killed at any point leaves a record from which the next call finishes them and C(state=absent)
+    removes them; a change whose undo failed stays in the record for the same reason.
   - Check mode runs every read and check and reports exactly the changes a real run would make; C(--diff)
     shows each file, the live sysctls, the VIPs on C(lo) and the unit's state.
 options:
@@ -33,7 +36,9 @@ options:
     description:
       - The VIPs, bare or with a host prefix, already checked on the controller (the role's filter); checked
         here again against the host's own addresses.
-      - With C(state=absent), VIPs given here are removed from C(lo) too, even when the record lost them.
+      - With C(state=absent), VIPs given here are removed from C(lo) too, even when the record lost them
+        (their host address only; a wider one of the same VIP, made by hand, stays).
+      - A VIP on C(lo) with a wider prefix (C(VIP/24)) is replaced by the host prefix.
     type: list
     elements: str
     default: []
@@ -45,12 +50,17 @@ options:
     description: The address Ansible reaches the host at; a VIP may not be that either.
     type: str
   arp_interfaces:
-    description: Interfaces that get the per-interface ARP keys besides C(all); empty means every non-loopback interface.
+    description:
+      - Interfaces that get the per-interface ARP keys besides C(all); empty means every non-loopback interface.
+      - Names as the kernel takes them (dots and dashes included, at most 15 bytes); a name with C(/), C(:),
+        whitespace, quotes or shell characters is refused before the host is read.
     type: list
     elements: str
     default: []
   label:
-    description: Label of the IPv4 VIPs on C(lo).
+    description:
+      - Label of the IPv4 VIPs on C(lo) - C(lo:) and letters, digits, C(_) or C(-), at most 15 bytes in all;
+        anything else is refused before the host is read.
     type: str
     default: "lo:1"
   sysctl_file:
@@ -134,6 +144,12 @@ from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_lo_persist 
 from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_loopback_vips as lo_vips
 from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_sysctl_overrides as overrides
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import ChangePlan, StepFailed
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_linux_names import (
+    BadName,
+    check_interface,
+    check_interfaces,
+    check_label,
+)
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_lo_manager import assess
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_vips import VipError, check_vips
 
@@ -150,6 +166,17 @@ SYSCTL_VALUES = {
 }
 
 
+def check_names(module):
+    """The label and interface names go into a root shell hook, a unit and
+    sysctl/networkd files: checked before the host is even read."""
+    p = module.params
+    try:
+        check_label(p["label"])
+        check_interfaces(p["arp_interfaces"])
+    except BadName as exc:
+        module.fail_json(msg="dsrprov: %s" % exc)
+
+
 def read_and_check(module):
     """Every read and every check, before any change. Return what the plan needs."""
     p = module.params
@@ -163,7 +190,13 @@ def read_and_check(module):
         vips = check_vips(p["vips"], own if present else (), allow_empty=not present)
     except VipError as exc:
         problems.append("dsrprov: %s" % exc)
-    interfaces = facts.interfaces()
+    interfaces = []
+    for name in facts.interfaces():
+        try:
+            interfaces.append(check_interface(name))
+        except BadName as exc:
+            # The kernel takes names no sysctl line could carry; "all" covers them.
+            module.warn("%s: skipped for the per-interface ARP keys (net.ipv4.conf.all covers it)" % exc)
     found_overrides = overrides.find_overrides(p["sysctl_file"], SYSCTL_VALUES)
     for item in found_overrides:
         module.warn("%(file)s sets %(key)s = %(value)s, which would weaken DSR's settings at boot" % item)
@@ -194,6 +227,7 @@ def read_and_check(module):
             problems.append(missing)
     return {
         "ip_command": ip_command,
+        "lo_read": found["lo"],
         "vips": vips,
         "lo_state": lo_state,
         "lo": {"manager": lo.manager, "detail": lo.detail, "problems": lo.problems, "risks": lo.risks},
@@ -217,8 +251,11 @@ def plan_changes(module, found):
 
     def vips():
         result.update(
-            lo_vips.plan(change, module, found["vips"], p["state"], p["record_file"], p["label"], found["ip_command"])
-        )
+            lo_vips.plan(
+                change, module, found["vips"], p["state"], p["record_file"], p["label"], found["ip_command"],
+                found["lo_read"],
+            )
+        )  # fmt: skip
 
     def boot_unit():
         unit.plan(change, module, p["unit_name"], p["state"], found["vips"], found["ip_command"], p["label"],
@@ -254,6 +291,7 @@ def main():
         },
         supports_check_mode=True,
     )
+    check_names(module)
     try:
         found = read_and_check(module)
     except StepFailed as exc:
@@ -262,7 +300,7 @@ def main():
         module.fail_json(msg=found["problems"][0], problems=found["problems"], lo_manager=found["lo"])
     try:
         change, planned = plan_changes(module, found)
-    except (StepFailed, OSError) as exc:
+    except (StepFailed, OSError, ValueError) as exc:
         module.fail_json(msg="dsrprov: %s" % exc)
     result = {
         "changed": change.changed,
