@@ -28,6 +28,7 @@ class Unknown:
 
 
 UNKNOWN = Unknown()
+_LOADER_READY = False
 
 
 def _ansible() -> Any:
@@ -37,6 +38,13 @@ def _ansible() -> Any:
 
     C.INVENTORY_ANY_UNPARSED_IS_FAILED = True
     C.INVENTORY_UNPARSED_IS_FAILED = True
+    global _LOADER_READY
+    if not _LOADER_READY:
+        # As ansible's own CLIs do: plugins by FQCN (ansible.builtin.constructed), collections' plugins.
+        from ansible.plugins.loader import init_plugin_loader
+
+        init_plugin_loader()
+        _LOADER_READY = True
     return C
 
 

@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import io
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -34,7 +35,6 @@ REALSERVERS_GROUP = "dsr_realservers"
 OS_GROUPS = {"linux": LINUX_GROUP, "windows": WINDOWS_GROUP}
 YAML_EXTENSIONS = ("", ".yml", ".yaml", ".json")
 CLI_WRITES = ("ansible_host", "dsr_vips", "dsr_real_address6")
-IGNORED_EXTENSIONS = (".orig", ".cfg", ".retry", ".pyc", ".pyo", ".md", ".txt", ".rst", "~")
 
 
 def _round_trip() -> YAML:
@@ -70,7 +70,11 @@ class SourceFile:
 
 
 def source_files(source: Path) -> list[SourceFile]:
-    """The files Ansible reads as inventory sources for ``source``."""
+    """The files Ansible reads as inventory sources for ``source`` (its ignore rules)."""
+    from ansible import constants as C
+
+    ignored = tuple(C.INVENTORY_IGNORE_EXTS)
+    patterns = [re.compile(p) for p in C.INVENTORY_IGNORE_PATTERNS]
     if source.is_file():
         paths = [source]
     else:
@@ -78,7 +82,7 @@ def source_files(source: Path) -> list[SourceFile]:
         for root, dirs, files in os.walk(source):
             dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in ("group_vars", "host_vars"))
             for f in sorted(files):
-                if f.startswith(".") or f.endswith(IGNORED_EXTENSIONS):
+                if f.startswith(".") or f.endswith(ignored) or any(p.search(f) for p in patterns):
                     continue
                 paths.append(Path(root) / f)
     return [_classify(p) for p in paths]
