@@ -234,6 +234,13 @@ class Inventory:
         other = OS_GROUPS["windows" if os_name == "linux" else "linux"]
         if name in self.group_hosts(other):
             raise UsageError(f"already in the inventory as a member of {other}; unenroll it first", name)
+        # What the host gets without an edit (group defaults): not written again.
+        now = self.host(name, extra_groups=[OS_GROUPS[os_name]])
+        inherited = {
+            "ansible_host": now.vars.get("ansible_host"),
+            "dsr_vips": now.vips if "dsr_vips" in now.vars else None,
+            "dsr_real_address6": now.vars.get("dsr_real_address6"),
+        }
         return self.files().set_realserver(
             name,
             os_name,
@@ -242,6 +249,7 @@ class Inventory:
             known=self.has_host(name),
             address=address,
             real_address6=real_address6,
+            inherited=inherited,
         )
 
     def remove_realserver(self, name: str) -> bool:

@@ -54,6 +54,7 @@ class SourceFile:
     text: str = ""
     doc: Any = None
     edited: bool = False
+    tail: str = ""  # a document end marker and the comments before it, kept as they are
 
     def dump(self) -> str:
         if not self.edited:
@@ -61,12 +62,18 @@ class SourceFile:
         buf = io.StringIO()
         rt = _round_trip()
         rt.explicit_start = self.text.lstrip().startswith("---")
-        rt.explicit_end = self.text.rstrip().endswith("\n...") or self.text.rstrip() == "..."
         rt.dump(self.doc, buf)
-        out = buf.getvalue()
-        if rt.explicit_end and not out.rstrip().endswith("..."):
-            out = out.rstrip("\n") + "\n...\n"
-        return out
+        return buf.getvalue() + self.tail
+
+
+# The end of a document: comment or blank lines, then "...", then anything.
+# ruamel drops the comments before "..." (they belong to no node): split off.
+_TAIL = re.compile(r"(?:^[ \t]*(?:#[^\n]*)?\n)*^\.\.\.[ \t]*(?:#[^\n]*)?$(?:.|\n)*\Z", re.M)
+
+
+def _split_tail(text: str) -> tuple[str, str]:
+    m = _TAIL.search(text)
+    return (text[: m.start()], text[m.start() :]) if m else (text, "")
 
 
 def source_files(source: Path) -> list[SourceFile]:
@@ -94,15 +101,16 @@ def _classify(path: Path) -> SourceFile:
     text = path.read_text(errors="replace")
     if path.suffix not in YAML_EXTENSIONS:
         return SourceFile(path, "ini", text)
+    body, tail = _split_tail(text)
     try:
-        doc = _round_trip().load(text)
+        doc = _round_trip().load(body)
     except Exception:  # not YAML: the INI plugin's
         return SourceFile(path, "ini", text)
     if not isinstance(doc, CommentedMap):
         return SourceFile(path, "ini" if doc is not None else "yaml", text, doc)
     if isinstance(doc.get("plugin"), str):
         return SourceFile(path, "plugin", text, doc)
-    return SourceFile(path, "yaml", text, doc)
+    return SourceFile(path, "yaml", text, doc, tail=tail)
 
 
 @dataclass
@@ -238,10 +246,18 @@ class InventoryFiles:
         known: bool,
         address: str | None = None,
         real_address6: str | None = None,
+        inherited: dict[str, Any] | None = None,
     ) -> SourceFile:
         """Put the host in its real-server group (or keep it in the descendant
         group it is in) with ``dsr_vips`` and, when given, ``ansible_host`` and
-        ``dsr_real_address6``. ``rs_groups``: the OS group and its descendants."""
+        ``dsr_real_address6``. ``rs_groups``: the OS group and its descendants.
+        A value the host already gets from elsewhere (``inherited``, e.g. a
+        group default) is not written into its entry."""
+        inherited = inherited or {}
+
+        def wanted(key: str, value: object) -> bool:
+            return key in entry or inherited.get(key) != value
+
         group = OS_GROUPS[os_name]
         f = self.defining_file(name, known)
         entries = [e for e in self.entries(name) if f is not None and e.file is f]
@@ -272,12 +288,17 @@ class InventoryFiles:
                 if isinstance(root, CommentedMap) and isinstance(root.get("hosts"), CommentedMap) and not root["hosts"]:
                     del root["hosts"]
         token = _take_trailing(hosts, name) if not new and entry else None
-        if address and str(entry.get("ansible_host", "")) != address:
+        if address and str(entry.get("ansible_host", "")) != address and wanted("ansible_host", address):
             entry["ansible_host"] = _quoted(address)
-        if real_address6 and str(entry.get("dsr_real_address6", "")) != real_address6:
+        if (
+            real_address6
+            and str(entry.get("dsr_real_address6", "")) != real_address6
+            and wanted("dsr_real_address6", real_address6)
+        ):
             entry["dsr_real_address6"] = _quoted(real_address6)
         old_vips = entry.get("dsr_vips")
-        if not (isinstance(old_vips, list) and [str(v) for v in old_vips] == vips):
+        same = isinstance(old_vips, list) and [str(v) for v in old_vips] == vips
+        if not same and wanted("dsr_vips", vips):
             seq = CommentedSeq(_quoted(v) for v in vips)
             seq.fa.set_flow_style()
             entry["dsr_vips"] = seq
@@ -374,10 +395,12 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
-def locked(path: Path, wait: float = 30.0) -> Iterator[None]:
+def locked(path: Path, wait: float | None = None) -> Iterator[None]:
     """Serialise commands that change one inventory: a lock on its directory,
     held for the whole command. Another holder is waited for up to ``wait``
-    seconds, then the command is refused."""
+    seconds (default: $DSRPROV_LOCK_WAIT, else 30), then the command is refused."""
+    if wait is None:
+        wait = float(os.environ.get("DSRPROV_LOCK_WAIT") or 30)
     target = path if path.is_dir() else path.parent
     try:
         fd = os.open(target, os.O_RDONLY)
