@@ -368,3 +368,24 @@ def test_the_cli_holds_the_lock_for_the_whole_command(
         holder.kill()
         holder.wait()
     assert rc == 2 and "locked by another dsrprov" in capsys.readouterr().err
+
+
+def test_a_write_killed_at_any_point_leaves_the_old_or_the_new_file(tmp_path: Path) -> None:
+    """SIGKILL while write_atomic runs: the file is whole, old or new, never a mix."""
+    target = tmp_path / "hosts.yml"
+    old, new = "old: 1\n" * 20000, "new: 2\n" * 20000
+    code = (
+        "import sys; from pathlib import Path; from dsrprov.model.inventory import write_atomic\n"
+        "print('go', flush=True)\n"
+        "for _ in range(200):\n    write_atomic(Path(sys.argv[1]), sys.argv[2] * 20000)\n"
+    )
+    for delay in (0.0, 0.05, 0.1, 0.2, 0.3):
+        target.write_text(old)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(target), "new: 2\n"], stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "go"
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        assert target.read_text() in (old, new)
