@@ -13,6 +13,7 @@ is *unknown*: ``None``, never the raw template.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,9 +44,34 @@ def _ansible() -> Any:
         # As ansible's own CLIs do: plugins by FQCN (ansible.builtin.constructed), collections' plugins.
         from ansible.plugins.loader import init_plugin_loader
 
-        init_plugin_loader()
+        from dsrprov.paths import collections_root
+
+        # This package's collection first (as ansible-playbook gets it), then the user's.
+        ours = str(collections_root())
+        init_plugin_loader([ours, *(str(p) for p in C.COLLECTIONS_PATHS or [] if str(p) != ours)])
+        _adopt_imported_collections()
         _LOADER_READY = True
     return C
+
+
+def _adopt_imported_collections() -> None:
+    """Collection packages imported before Ansible's collection finder was set
+    up (the CLI imports the collection's shared rules as plain Python) get the
+    metadata the finder expects of them (their meta/runtime.yml), so that
+    their submodules still import afterwards."""
+    import yaml
+
+    for name, module in list(sys.modules.items()):
+        parts = name.split(".")
+        if len(parts) != 3 or parts[0] != "ansible_collections" or hasattr(module, "_collection_meta"):
+            continue
+        meta: dict[str, Any] = {}
+        for path in getattr(module, "__path__", []):
+            runtime = Path(path) / "meta" / "runtime.yml"
+            if runtime.is_file():
+                meta = yaml.safe_load(runtime.read_text()) or {}
+                break
+        module._collection_meta = meta  # type: ignore[attr-defined]
 
 
 def _vault_secrets(loader: Any) -> None:
