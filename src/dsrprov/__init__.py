@@ -1,3 +1,3 @@
 """dsrprov: provision real servers and directors for Direct Server Return."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # a fallback: the CLI reads the installed package metadata

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, NoReturn
 
-from dsrprov import __version__
 from dsrprov.errors import (
     EXIT_CODES_HELP,
     EXIT_FAILED,
@@ -27,7 +26,9 @@ from dsrprov.errors import (
 from dsrprov.paths import user_inventory
 
 if TYPE_CHECKING:
+    from dsrprov import enroll
     from dsrprov.connect.probe import ConnOptions
+    from dsrprov.model.inventory import Inventory
 
 # Kept for callers of the first version of this module.
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE", "build_parser", "main"]
@@ -56,6 +57,19 @@ def _lab(args: argparse.Namespace) -> int:
             print(f"{name:10} {'running' if running else 'stopped'}")
         return EXIT_OK if all(states.values()) else EXIT_FAILED
     return EXIT_OK
+
+
+def version() -> str:
+    """The installed distribution's version: one for the wheel, the collection and the CLI."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("dsrprov")
+    except PackageNotFoundError:
+        from dsrprov import __version__
+
+        return __version__
 
 
 def _inventory(args: argparse.Namespace) -> Path:
@@ -116,7 +130,7 @@ def _emit_warnings(reports: Sequence[object]) -> None:
 
 
 def _enroll(args: argparse.Namespace) -> int:
-    from dsrprov import enroll, report
+    from dsrprov import enroll
 
     requests = [enroll.Request(h, list(args.vip)) for h in args.hosts]
     if args.hosts_file:
@@ -127,14 +141,31 @@ def _enroll(args: argparse.Namespace) -> int:
         if len(requests) != 1:
             raise UsageError("--address needs exactly one host")
         requests[0].address = args.address
-    known = None
+    with _changing(args) as inv:
+        return _enroll_with(args, inv, requests)
+
+
+@contextlib.contextmanager
+def _changing(args: argparse.Namespace) -> Iterator[Inventory]:
+    """The inventory, read once for the command, locked for all of it
+    (another dsrprov changing it is waited for, then refused)."""
+    from dsrprov.model.inventory import Inventory, locked
+
+    source = _inventory(args)
+    if args.check:
+        yield Inventory(source)
+        return
+    with locked(source):
+        yield Inventory(source)
+
+
+def _enroll_with(args: argparse.Namespace, known: Inventory, requests: list[enroll.Request]) -> int:
+    from dsrprov import enroll, report
+
     for r in requests:
         if r.vips:
             continue
         # A host already enrolled keeps the VIPs the inventory gives it.
-        from dsrprov.model.inventory import Inventory
-
-        known = known or Inventory(_inventory(args))
         name = known.find(r.host)
         host = known.host(name) if name else None
         if host is None or not host.is_realserver or not host.vips:
@@ -148,12 +179,11 @@ def _enroll(args: argparse.Namespace) -> int:
                   file=sys.stderr)  # fmt: skip
     if args.port is not None:
         from dsrprov import loadmaster
-        from dsrprov.model.inventory import Inventory
 
-        loadmaster.check_port(Inventory(_inventory(args)), [v for r in requests for v in r.vips], args.port)
+        loadmaster.check_port(known, [v for r in requests for v in r.vips], args.port)
     with _log(args) as log:
         reports = enroll.enroll(
-            _inventory(args),
+            known,
             requests,
             os_choice=args.os,
             opts=_opts(args),
@@ -175,9 +205,9 @@ def _enroll(args: argparse.Namespace) -> int:
 def _unenroll(args: argparse.Namespace) -> int:
     from dsrprov import enroll, report
 
-    with _log(args) as log:
+    with _changing(args) as inv, _log(args) as log:
         reports = enroll.unenroll(
-            _inventory(args),
+            inv,
             list(args.hosts),
             opts=_opts(args),
             check=args.check,
@@ -312,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"dsrprov {__version__}")
+    parser.add_argument("--version", action="version", version=f"dsrprov {version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser(

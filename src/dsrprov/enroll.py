@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import ipaddress
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -26,7 +27,17 @@ from dsrprov.checks.verify import Check
 from dsrprov.connect.linux_facts import LinuxFacts
 from dsrprov.connect.probe import ConnOptions, Facts, detect_os, probe
 from dsrprov.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, DsrError, UsageError
-from dsrprov.model.inventory import OS_GROUPS, Host, Inventory, is_ip, locked
+from dsrprov.model.inventory import (
+    OS_GROUPS,
+    REALSERVERS_GROUP,
+    Host,
+    Inventory,
+    check_host_name,
+    is_ip,
+    locked,
+    resolve_path,
+    write_atomic,
+)
 from dsrprov.report import HostReport
 from dsrprov.run.playbook import HostRun, run_roles
 
@@ -188,17 +199,39 @@ def _real_address6(inv: Inventory, plan: _Plan, host: Host, address: str) -> str
 
 
 @contextlib.contextmanager
-def _check_inventory(inv: Inventory, text: str | None = None) -> Iterator[Path]:
-    """The edited inventory (or ``text``) in a temporary file next to the real
-    one, so inventory_dir and group_vars stay the same."""
-    fd, tmp = tempfile.mkstemp(prefix=".dsrprov-check-", suffix=".yml", dir=inv.dir)
+def _overlay(inv: Inventory, hosts: dict[str, tuple[str, dict[str, object]]]) -> Iterator[Path]:
+    """A second inventory source with what the command is about to write (or
+    to take out), for the playbook and the checks to see in memory. It sits
+    in the inventory's directory (so ``inventory_dir`` stays the same for a
+    new host) under a hidden name, which Ansible skips in a directory source.
+
+    ``hosts``: name -> (group, variables); group "" keeps the host's groups."""
+    groups: dict[str, dict[str, object]] = {}
+    plain: dict[str, object] = {}
+    for name, (group, variables) in hosts.items():
+        if group:
+            groups.setdefault(group, {})[name] = variables
+        else:
+            plain[name] = variables
+    doc: dict[str, object] = {"all": {"hosts": plain, "children": {REALSERVERS_GROUP: {"children": {
+        g: {"hosts": members} for g, members in groups.items()}}}}}  # fmt: skip
+    fd, tmp = tempfile.mkstemp(prefix=".dsrprov-overlay-", suffix=".yml", dir=inv.dir)
     try:
         with os.fdopen(fd, "w") as fh:
-            fh.write(inv.dump() if text is None else text)
+            json.dump(doc, fh)  # JSON is YAML: no value is read as a template tag
         yield Path(tmp)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _entry_vars(p: _Plan) -> dict[str, object]:
+    out: dict[str, object] = {"dsr_vips": p.vips}
+    if p.address:
+        out["ansible_host"] = p.address
+    if p.real_address6:
+        out["dsr_real_address6"] = p.real_address6
+    return out
 
 
 def _apply_run(plan_reports: dict[str, HostReport], runs: dict[str, HostRun], check: bool) -> None:
@@ -213,8 +246,31 @@ def _apply_run(plan_reports: dict[str, HostReport], runs: dict[str, HostRun], ch
             report.action = "would change" if run.changed else "nothing to change"
 
 
+def _edit(inv: Inventory, plans: list[_Plan], *, enroll: bool) -> Inventory:
+    """The inventory's files as they are, with the edits of ``plans`` (in memory).
+    An edit that is unsafe fails its host, before anything changes."""
+    inv.reset_edits()
+    for p in plans:
+        try:
+            if enroll:
+                inv.set_realserver(p.name, p.os, p.vips, p.address, p.real_address6)
+            else:
+                inv.remove_realserver(p.name)
+        except DsrError as exc:
+            p.report.fail(exc.exit_code, exc.reason)
+    return inv
+
+
+def _diff(inv: Inventory, progress: Progress) -> None:
+    for f in inv.files().files:
+        if f.edited and f.dump() != f.text:
+            progress(f"dsrprov: the inventory file {f.path} would change:")
+            for line in difflib.unified_diff(f.text.splitlines(), f.dump().splitlines(), lineterm="", n=1):
+                progress(f"    {line}")
+
+
 def enroll(
-    inventory: Path,
+    inventory: Path | Inventory,
     requests: list[Request],
     *,
     os_choice: str = "auto",
@@ -225,13 +281,38 @@ def enroll(
     log: IO[str] | None = None,
     loadmasters: list[str] | None = None,
 ) -> list[HostReport]:
-    inv = Inventory(inventory)
-    # The Kemp LoadMasters are directors too: updated with them, after verification.
-    lms = loadmaster.select(inv, loadmasters)
+    """A transaction per command: the role on the hosts, verification, and
+    only then the inventory and the directors. The inventory is locked for
+    the whole command; a host that fails is rolled back and left out of it.
+
+    Given an ``Inventory`` (read once by the caller), the caller holds the lock."""
     names = [r.host for r in requests]
     if len(set(names)) != len(names):
         raise UsageError("a host is given more than once")
+    for n in names:
+        check_host_name(n)
+    args = (requests, os_choice, opts, check, parallel, progress, log, loadmasters)
+    if isinstance(inventory, Inventory) or check:
+        return _enroll(inventory if isinstance(inventory, Inventory) else Inventory(inventory), *args)
+    with locked(resolve_path(inventory)):
+        return _enroll(Inventory(inventory), *args)
+
+
+def _enroll(
+    inv: Inventory,
+    requests: list[Request],
+    os_choice: str,
+    opts: ConnOptions,
+    check: bool,
+    parallel: int,
+    progress: Progress,
+    log: IO[str] | None,
+    loadmasters: list[str] | None,
+) -> list[HostReport]:
+    # The Kemp LoadMasters are directors too: updated with them, after verification.
+    lms = loadmaster.select(inv, loadmasters)
     check_pools(inv, {r.host: r.vips for r in requests})
+    directors = inv.directors() + lms
 
     def prepare(req: Request) -> _Plan:
         try:
@@ -246,71 +327,98 @@ def enroll(
     ready = [p for p in plans if p.report.exit_code == EXIT_OK]
     if not ready:
         return [p.report for p in plans]
-
-    with locked(inv.path):
-        inv = Inventory(inventory)  # fresh: another enroll may have written it meanwhile
-        before = inv.dump()
-        for p in ready:
-            try:
-                inv.set_realserver(p.name, p.os, p.vips, p.address, p.real_address6)
-            except DsrError as exc:
-                p.report.fail(exc.exit_code, exc.reason)
-        ready = [p for p in ready if p.report.exit_code == EXIT_OK]
-        inventory_changed = inv.dump() != before
-        for p in ready:
-            p.report.action = "enrolled"
+    # Every edit is tried in memory first: an unsafe one fails its host now.
+    edited = _edit(inv, ready, enroll=True)
+    ready = [p for p in ready if p.report.exit_code == EXIT_OK]
+    if not ready:
+        return [p.report for p in plans]
+    was_realserver = {p.name: inv.has_host(p.name) and inv.host(p.name).is_realserver for p in ready}
+    entries = {p.name: (OS_GROUPS[p.os], _entry_vars(p)) for p in ready}
+    with _overlay(inv, entries) as overlay:
+        sources = [inv.source, overlay]
         if check:
-            if inventory_changed:
-                progress(f"dsrprov: the inventory {inv.path} would change:")
-                for line in difflib.unified_diff(before.splitlines(), inv.dump().splitlines(), lineterm="", n=1):
-                    progress(f"    {line}")
-            with _check_inventory(inv) as tmp:
-                runs = _run(tmp, ready, opts, check=True, parallel=parallel, progress=progress, log=log)
-                _update_directors(tmp, inv.directors() + lms, check=True, progress=progress, log=log)
+            _diff(edited, progress)
+            runs = _run(sources, ready, opts, check=True, parallel=parallel, progress=progress, log=log)
+            _update_directors(sources, directors, check=True, progress=progress, log=log)
             _apply_run({p.name: p.report for p in ready}, runs, check=True)
             return [p.report for p in plans]
-        if inventory_changed:
-            inv.save()
-            progress(f"dsrprov: inventory {inv.path} updated")
-
-    runs = _run(inv.path, ready, opts, check=False, parallel=parallel, progress=progress, log=log)
-    _apply_run({p.name: p.report for p in ready}, runs, check=False)
-    for p in ready:
-        if p.report.exit_code == EXIT_OK and not p.report.changed:
-            p.report.action = "unchanged"
-    done = [p.name for p in ready if p.report.exit_code == EXIT_OK]
-    if done:
-        progress(f"dsrprov: verifying {', '.join(done)}")
-        verified = {r.host: r for r in hostcheck.verify(Inventory(inventory), done, opts, parallel=parallel)}
+        runs = _run(sources, ready, opts, check=False, parallel=parallel, progress=progress, log=log)
+        _apply_run({p.name: p.report for p in ready}, runs, check=False)
         for p in ready:
-            v = verified.get(p.name)
-            if v is None:
-                continue
-            p.report.checks = v.checks
-            if v.exit_code != EXIT_OK:
-                p.report.fail(v.exit_code, f"not verified: {v.error}")
-    # The directors learn their real servers from the inventory; they are
-    # updated once the hosts are configured and verified.
-    in_pool = [p for p in ready if p.report.exit_code == EXIT_OK]
-    directors = Inventory(inventory).directors() + lms
-    if in_pool and directors:
-        problem = _update_directors(inventory, directors, check=False, progress=progress, log=log)
-        for p in in_pool:
-            if problem:
-                p.report.fail(EXIT_FAILED, f"configured and verified, but the directors were not updated: {problem}")
-            else:
-                p.report.checks.append(Check("in the directors' pool", True, ", ".join(directors)))
-        if lms and not problem:
-            registered = loadmaster.registered(Inventory(inventory), lms, [p.name for p in in_pool])
-            for p in in_pool:
-                p.report.checks.append(registered[p.name])
-                if registered[p.name].ok is False:
-                    p.report.fail(EXIT_FAILED, f"not registered at the LoadMaster: {registered[p.name].detail}")
+            if p.report.exit_code == EXIT_OK:
+                p.report.action = "enrolled" if p.report.changed else "unchanged"
+        done = [p.name for p in ready if p.report.exit_code == EXIT_OK]
+        if done:
+            progress(f"dsrprov: verifying {', '.join(done)}")
+            view = Inventory(inv.source, overlays=[overlay])  # the inventory as it will be
+            for v in hostcheck.verify(view, done, opts, parallel=parallel):
+                p = next(p for p in ready if p.name == v.host)
+                p.report.checks = v.checks
+                if v.exit_code != EXIT_OK:
+                    p.report.fail(v.exit_code, f"not verified: {v.error}")
+        failed = [p for p in ready if p.report.exit_code != EXIT_OK]
+        _roll_back(inv, overlay, failed, was_realserver, opts, parallel, progress, log)
+    good = [p for p in ready if p.report.exit_code == EXIT_OK]
+    if not good:
+        return [p.report for p in plans]
+    # Only now, with the hosts configured and verified: the inventory, then the directors.
+    final = _edit(inv, good, enroll=True)
+    before = {f.path: f.text for f in final.files().files if f.path in final.files().changed()}
+    written = final.save()
+    if written:
+        progress(f"dsrprov: inventory {', '.join(str(w) for w in written)} updated")
+    if not directors:
+        return [p.report for p in plans]
+    problem = _update_directors(inv.source, directors, check=False, progress=progress, log=log)
+    if problem:
+        # Put everything back: the file, the hosts, the directors.
+        for path, text in before.items():
+            write_atomic(path, text)
+        with _overlay(inv, entries) as overlay:
+            _roll_back(inv, overlay, good, was_realserver, opts, parallel, progress, log)
+        _update_directors(inv.source, directors, check=False, progress=progress, log=log)
+        for p in good:
+            p.report.fail(EXIT_FAILED, f"the directors were not updated ({problem}); rolled back: inventory unchanged")
+        return [p.report for p in plans]
+    for p in good:
+        p.report.checks.append(Check("in the directors' pool", True, ", ".join(directors)))
+    if lms:
+        registered = loadmaster.registered(Inventory(inv.source), lms, [p.name for p in good])
+        for p in good:
+            p.report.checks.append(registered[p.name])
+            if registered[p.name].ok is False:
+                p.report.fail(EXIT_FAILED, f"not registered at the LoadMaster: {registered[p.name].detail}")
     return [p.report for p in plans]
 
 
+def _roll_back(
+    inv: Inventory,
+    overlay: Path,
+    failed: list[_Plan],
+    was_realserver: dict[str, bool],
+    opts: ConnOptions,
+    parallel: int,
+    progress: Progress,
+    log: IO[str] | None,
+) -> None:
+    """Undo the role on hosts that failed: a new real server gets the role with
+    state absent, one that was enrolled before gets its inventory settings back."""
+    new = [p for p in failed if not was_realserver.get(p.name)]
+    old = [p for p in failed if was_realserver.get(p.name)]
+    undone: dict[str, HostRun] = {}
+    if new:
+        undone |= _run([inv.source, overlay], new, opts, check=False, parallel=parallel, progress=progress,
+                       log=log, absent=True)  # fmt: skip
+    if old:
+        undone |= _run([inv.source], old, opts, check=False, parallel=parallel, progress=progress, log=log)
+    for p in failed:
+        run = undone.get(p.name, HostRun())
+        state = "rolled back" if run.success else f"NOT rolled back ({run.error or 'no result'})"
+        p.report.fail(p.report.exit_code, f"{p.report.error}; {state}, inventory unchanged")
+
+
 def _run(
-    inventory: Path,
+    inventory: Path | list[Path],
     plans: list[_Plan],
     opts: ConnOptions,
     *,
@@ -339,7 +447,7 @@ def _run(
 
 
 def _update_directors(
-    inventory: Path, hosts: list[str], *, check: bool, progress: Progress, log: IO[str] | None
+    inventory: Path | list[Path], hosts: list[str], *, check: bool, progress: Progress, log: IO[str] | None
 ) -> str | None:
     """Run the director role on every director, so that its real servers
     follow the inventory. Returns the failure, or None.
@@ -359,7 +467,7 @@ def _update_directors(
 
 
 def unenroll(
-    inventory: Path,
+    inventory: Path | Inventory,
     hosts: list[str],
     *,
     opts: ConnOptions,
@@ -368,7 +476,28 @@ def unenroll(
     progress: Progress,
     log: IO[str] | None = None,
 ) -> list[HostReport]:
-    inv = Inventory(inventory)
+    """A transaction: the directors and LoadMasters drain the hosts (left out
+    in memory, through an overlay), then the role removes DSR from them, and
+    only then the inventory is written. A host that fails stays as it was:
+    configured, in the inventory (byte for byte) and in the pool."""
+    for h in hosts:
+        check_host_name(h)
+    args = (hosts, opts, check, parallel, progress, log)
+    if isinstance(inventory, Inventory) or check:
+        return _unenroll(inventory if isinstance(inventory, Inventory) else Inventory(inventory), *args)
+    with locked(resolve_path(inventory)):
+        return _unenroll(Inventory(inventory), *args)
+
+
+def _unenroll(
+    inv: Inventory,
+    hosts: list[str],
+    opts: ConnOptions,
+    check: bool,
+    parallel: int,
+    progress: Progress,
+    log: IO[str] | None,
+) -> list[HostReport]:
     plans: list[_Plan] = []
     reports: list[HostReport] = []
     for h in hosts:
@@ -376,7 +505,7 @@ def unenroll(
         report = HostReport(name or h)
         reports.append(report)
         if name is None or not inv.host(name).is_realserver:
-            report.fail(EXIT_USAGE, f"not enrolled: no real server of that name in {inv.path}")
+            report.fail(EXIT_USAGE, f"not enrolled: no real server of that name in {inv.source}")
             continue
         host = inv.host(name)
         report.os, report.address, report.vips = host.os or "", host.address, host.vips
@@ -384,52 +513,47 @@ def unenroll(
     if not plans:
         return reports
     check_pools(inv, {p.name: [] for p in plans})
+    edited = _edit(inv, plans, enroll=False)  # refused edits fail their host here
+    plans = [p for p in plans if p.report.exit_code == EXIT_OK]
+    if not plans:
+        return reports
     if check:
-        runs = _run(inv.path, plans, opts, check=True, parallel=parallel, progress=progress, log=log, absent=True)
+        _diff(edited, progress)
+        runs = _run([inv.source], plans, opts, check=True, parallel=parallel, progress=progress, log=log, absent=True)
         _apply_run({p.name: p.report for p in plans}, runs, check=True)
         return reports
-    # Drain first: out of the inventory, then out of the directors' pool (IPVS
-    # lets established connections finish), and only then off the hosts, from
-    # a copy of the inventory that still lists them.
-    with locked(inv.path):
-        inv = Inventory(inventory)
-        before = inv.dump()
-        for p in plans:
-            inv.remove_realserver(p.name)
-        inv.save()
-        progress(f"dsrprov: inventory {inv.path} updated")
     directors = inv.directors() + loadmaster.select(inv, None)  # LoadMasters drain (disable, wait) and delete
-    problem = _update_directors(inv.path, directors, check=False, progress=progress, log=log)
+    # Drain first: the directors run with the hosts holding no VIP (in memory
+    # only), so IPVS lets established connections finish; then the role.
+    with _overlay(inv, {p.name: ("", {"dsr_vips": []}) for p in plans}) as overlay:
+        problem = _update_directors([inv.source, overlay], directors, check=False, progress=progress, log=log)
     if problem:
+        _update_directors([inv.source], directors, check=False, progress=progress, log=log)
         for p in plans:
-            p.report.fail(EXIT_FAILED, f"the directors were not updated, the host is left configured: {problem}")
-        _restore_hosts(inventory, plans)
+            p.report.fail(
+                EXIT_FAILED, f"the directors were not updated ({problem}); nothing changed, inventory unchanged"
+            )
         return reports
-    with _check_inventory(inv, before) as tmp:
-        runs = _run(tmp, plans, opts, check=False, parallel=parallel, progress=progress, log=log, absent=True)
+    runs = _run([inv.source], plans, opts, check=False, parallel=parallel, progress=progress, log=log, absent=True)
     _apply_run({p.name: p.report for p in plans}, runs, check=False)
     done = [p for p in plans if p.report.exit_code == EXIT_OK]
+    failed = [p for p in plans if p.report.exit_code != EXIT_OK]
+    if failed:
+        # Still configured: back into the pool, as the unchanged inventory says.
+        with _overlay(inv, {p.name: ("", {"dsr_vips": []}) for p in done}) as overlay:
+            _update_directors([inv.source, overlay], directors, check=False, progress=progress, log=log)
+        for p in failed:
+            p.report.fail(p.report.exit_code, f"{p.report.error}; left in the inventory and the pool")
     for p in done:
         p.report.action = "removed"
-    # A host that could not be unconfigured goes back into the inventory (it
-    # still holds its VIPs), but not into the directors' pool until a rerun.
-    _restore_hosts(inventory, [p for p in plans if p.report.exit_code != EXIT_OK])
+    if done:
+        written = _edit(inv, done, enroll=False).save()
+        if written:
+            progress(f"dsrprov: inventory {', '.join(str(w) for w in written)} updated")
     # Read back: nothing of the role may be left on a Linux host.
     with ThreadPoolExecutor(max(1, parallel)) as pool:
         list(pool.map(lambda p: _check_gone(inv, p, opts), [p for p in done if p.os == "linux"]))
     return reports
-
-
-def _restore_hosts(inventory: Path, plans: list[_Plan]) -> None:
-    """Put hosts that are still configured back into the inventory."""
-    if not plans:
-        return
-    with locked(inventory):
-        inv = Inventory(inventory)
-        for p in plans:
-            inv.set_realserver(p.name, p.os, p.report.vips, p.report.address or None)
-        if inv.changed():
-            inv.save()
 
 
 def _check_gone(inv: Inventory, plan: _Plan, opts: ConnOptions) -> None:

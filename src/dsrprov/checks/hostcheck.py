@@ -116,9 +116,12 @@ def _arp_checks(inv: Inventory, probed: list[Probed], opts: ConnOptions, pool: T
                 Check("arp/nd probe", None, "no vantage host: set dsr_vantage_host or add a dsr_directors host")
             )
         return
-    vantage = ssh_target(inv.host(vantage_name), opts)
+    # The vantage host and the directors are reached with their own inventory
+    # settings: the command line's options are for the hosts being checked.
+    own = opts.inventory_only()
+    vantage = ssh_target(inv.host(vantage_name), own)
     directors = [d for d in inv.directors()]
-    dir_future = [pool.submit(probe_linux, ssh_target(inv.host(d), opts)) for d in directors]
+    dir_future = [pool.submit(probe_linux, ssh_target(inv.host(d), own)) for d in directors]
     try:
         probes: dict[str, NeighbourProbe] = neighbour_probe(vantage, vips) if vips else {}
     except DsrError as exc:

@@ -39,6 +39,12 @@ class ConnOptions:
             f"identity={self.identity!r}, user={self.user!r}, ca_path={self.ca_path!r}, timeout={self.timeout})"
         )
 
+    def inventory_only(self) -> ConnOptions:
+        """For hosts the command does not enroll (directors, LoadMasters, the
+        vantage host): their own inventory settings, never the command line's
+        user, key, known_hosts or trust on first use."""
+        return ConnOptions(timeout=self.timeout)
+
     @classmethod
     def from_env(cls, **kwargs: object) -> ConnOptions:
         opts = cls(**kwargs)  # type: ignore[arg-type]

@@ -62,8 +62,14 @@ class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         with _known_hosts_lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a") as fh:
-                fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+            with open(self.path, "a+b") as fh:
+                # A file without a final newline would merge our line into its last one.
+                fh.seek(0, os.SEEK_END)
+                lead = b""
+                if fh.tell():
+                    fh.seek(-1, os.SEEK_END)
+                    lead = b"" if fh.read(1) == b"\n" else b"\n"
+                fh.write(lead + f"{hostname} {key.get_name()} {key.get_base64()}\n".encode())
         client.get_host_keys().add(hostname, key.get_name(), key)
 
 
@@ -102,6 +108,12 @@ def connect(target: SSHTarget) -> paramiko.SSHClient:
             client.load_host_keys(str(known))
         except (OSError, paramiko.SSHException) as exc:
             raise UsageError(f"cannot read known_hosts {known}: {exc}", target.name) from None
+        except paramiko.hostkeys.InvalidHostKey as exc:
+            raise UsageError(
+                f"cannot read known_hosts {known}: a line is not a valid host key ({exc.__class__.__name__}): "
+                "fix or remove that line",
+                target.name,
+            ) from None
     if target.accept_new_host_key:
         client.set_missing_host_key_policy(_AcceptNewPolicy(known))
     else:

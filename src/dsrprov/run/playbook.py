@@ -126,7 +126,7 @@ def credentials_vars_file() -> Path:
 
 
 def run(
-    inventory: Path | str,
+    inventory: Path | str | Sequence[Path | str],
     *args: str,
     playbook: str = SITE,
     env: dict[str, str] | None = None,
@@ -135,13 +135,17 @@ def run(
     log: IO[str] | None = None,
     cwd: Path | str | None = None,
 ) -> PlaybookRun:
-    """``ansible-playbook -i INVENTORY PLAYBOOK ARGS...``; never raises on a failed play."""
+    """``ansible-playbook -i INVENTORY PLAYBOOK ARGS...``; never raises on a failed play.
+
+    ``inventory`` is the source the user gave (a file or a directory), or
+    several (the CLI adds an overlay of what it is about to write)."""
     scrub = Scrubber(secrets)
     workdir = Path(tempfile.mkdtemp(prefix="dsrprov-run-"))  # mode 0700
     events_file = workdir / "events.jsonl"
     run_env = ansible_env(env)
     run_env["DSRPROV_EVENTS_FILE"] = str(events_file)
-    cmd = [_ansible_playbook(), "-i", str(inventory), playbook, *args]
+    sources = [inventory] if isinstance(inventory, str | Path) else list(inventory)
+    cmd = [_ansible_playbook(), *(a for src in sources for a in ("-i", str(src))), playbook, *args]
     start = time.monotonic()
     events: list[dict[str, Any]] = []
     lines: list[str] = []
@@ -264,7 +268,7 @@ def progress_printer(say: Callable[[str], None], check: bool) -> Callable[[dict[
 
 
 def run_roles(
-    inventory: Path,
+    inventory: Path | Sequence[Path],
     hosts: list[str],
     *,
     check: bool = False,
