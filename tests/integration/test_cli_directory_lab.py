@@ -17,9 +17,9 @@ import yaml
 
 from dsrprov import lab as labmod
 from dsrprov.model.inventory import Inventory
-from tests.conftest import run_playbook
-from tests.test_cli_lab import copy_lab_inventory, ipvs_pool, run
-from tests.test_inventory_corpus import _env, ansible_groups, ansible_values
+from tests.integration.test_cli_lab import copy_lab_inventory, ipvs_pool, run
+from tests.support import run_playbook
+from tests.unit.test_inventory_corpus import _env, ansible_groups, ansible_values
 
 pytestmark = pytest.mark.lab
 

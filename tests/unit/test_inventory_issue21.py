@@ -29,7 +29,7 @@ from dsrprov.model.inventory import Inventory
 from dsrprov.paths import checkout_root as project_root
 from dsrprov.report import HostReport
 
-CORPUS = Path(__file__).parent / "data" / "inventories"
+CORPUS = Path(__file__).parents[1] / "data" / "inventories"
 
 
 def corpus(case: str, tmp_path: Path) -> Path:
@@ -231,7 +231,7 @@ def _stand_in_probed(host: object, opts: object, services: object) -> object:
     """Stands in for the probe of the enrolled host: reachable, facts read."""
     from dsrprov.connect.linux_facts import parse_probe
 
-    facts = parse_probe((Path(__file__).parent / "data" / "linux" / "probe_unconfigured.txt").read_text())
+    facts = parse_probe((Path(__file__).parents[1] / "data" / "linux" / "probe_unconfigured.txt").read_text())
     return hostcheck.Probed(host, HostReport(host.name), facts)  # type: ignore[arg-type, attr-defined]
 
 

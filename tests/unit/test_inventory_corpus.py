@@ -17,7 +17,7 @@ import pytest
 
 from dsrprov.model.inventory import Inventory
 
-CORPUS = Path(__file__).parent / "data" / "inventories"
+CORPUS = Path(__file__).parents[1] / "data" / "inventories"
 KEYS = ("ansible_host", "ansible_user", "ansible_port", "dsr_vips", "dsr_weight", "dsr_real_address6", "dsr_services")
 # Each case: its source as a user gives it to ansible-playbook -i.
 CASES = {
