@@ -61,12 +61,12 @@ def render(vips: List[str], ip_command: str, label: str, record: str) -> str:
 
 def unit_state(module: Any, name: str) -> Dict[str, str]:
     """UnitFileState (enabled, disabled, ...) and ActiveState, in one call."""
-    rc, out, _ = module.run_command(
+    rc, out, _err = module.run_command(
         ["systemctl", "show", "--property=UnitFileState,ActiveState,LoadState", name], check_rc=False
     )
     found = {}
     for line in out.splitlines() if rc == 0 else []:
-        key, _, value = line.partition("=")
+        key, _sep, value = line.partition("=")
         found[key] = value.strip()
     return found
 

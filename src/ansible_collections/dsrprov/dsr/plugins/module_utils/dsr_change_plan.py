@@ -122,7 +122,7 @@ class ChangePlan:
 
     @property
     def changed(self) -> bool:
-        return any(description not in self.quiet for description, _, _ in self.steps)
+        return any(description not in self.quiet for description, _run, _undo in self.steps)
 
     def apply(self) -> Optional[str]:
         """Do every step in order. On a failure undo the steps done, newest

@@ -40,7 +40,7 @@ def read_addresses(module: Any, ip_command: str) -> Dict[str, Any]:
         if ifname == "lo":
             lo_lines.append(line + "\n")
             continue
-        addresses.append(fields[3].split("/")[0])
+        addresses.append(fields[3].split("/", 1)[0])
         if fields[2] == "inet":
             ipv4_interfaces.add(ifname)
     return {"addresses": addresses, "ipv4_interfaces": sorted(ipv4_interfaces), "lo": "".join(lo_lines)}

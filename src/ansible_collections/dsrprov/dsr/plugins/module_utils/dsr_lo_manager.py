@@ -182,7 +182,7 @@ class LoState:
 
     def networkd_addresses(self) -> list[str]:
         """Address= values of lo's .network and its drop-ins (first of each drop-in name)."""
-        texts = [self.networkd_config] + [text for _, text in self.networkd_dropins]
+        texts = [self.networkd_config] + [text for _path, text in self.networkd_dropins]
         out = []
         for text in texts:
             for key, value in _ini_items(text):
@@ -319,7 +319,7 @@ def parse(text: str) -> LoState:
     state.networkd_config = "\n".join(s.get("networkd-config", []))
     seen = set()
     for block in s.get("networkd-dropin", []):
-        path, _, body = block.strip("\n").partition("\n")
+        path, _sep, body = block.strip("\n").partition("\n")
         name = path.rsplit("/", 1)[-1]
         if name in seen:  # /etc shadows /run shadows /usr/lib, as networkd reads them
             continue
@@ -359,7 +359,7 @@ def assess(state: LoState, vips: list[str], *, hook_vips: list[str] | None = Non
 
     ``hook_vips``: the VIPs dsrprov's NetworkManager hook puts back (read from
     the hook when None)."""
-    vips = [str(ipaddress.ip_address(v.split("/")[0])) for v in vips]
+    vips = [str(ipaddress.ip_address(v.split("/", 1)[0])) for v in vips]
     v4 = [v for v in vips if ipaddress.ip_address(v).version == 4]
     v6 = [v for v in vips if ipaddress.ip_address(v).version == 6]
     problems, risks = [], []
@@ -491,7 +491,7 @@ def assess(state: LoState, vips: list[str], *, hook_vips: list[str] | None = Non
     if managers:
         name, detail = managers[0]
         if len(managers) > 1:
-            detail += "; also " + "; ".join(d for _, d in managers[1:])
+            detail += "; also " + "; ".join(d for _kind, d in managers[1:])
     else:
         name, detail = "none", "nothing manages lo"
     return Assessment(name, detail, problems, risks)

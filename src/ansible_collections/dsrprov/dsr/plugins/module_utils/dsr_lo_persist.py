@@ -165,8 +165,8 @@ def healed_modified(rec: Dict[str, Any], profile: Any) -> Optional[str]:
     pending = rec.get("pending")
     if not pending or profile is None:
         return rec.get("modified")
-    made = all(profile.holds(a.split("/")[0]) for a in pending.get("add", [])) and not any(
-        profile.holds(a.split("/")[0]) for a in pending.get("remove", [])
+    made = all(profile.holds(a.split("/", 1)[0]) for a in pending.get("add", [])) and not any(
+        profile.holds(a.split("/", 1)[0]) for a in pending.get("remove", [])
     )
     return read_text(profile.filename) if made else rec.get("modified")
 
@@ -183,8 +183,8 @@ def plan_nm_profiles(
         rec = recorded.get(uuid, {})
         ours = list(rec.get("added", []))
         to_add = [host_prefix(v) for v in wanted if p.manages(ipaddress.ip_address(v).version) and not p.holds(v)]
-        to_remove = [a for a in ours if a not in wanted_set and p.holds(a.split("/")[0])]
-        added = sorted(set([a for a in ours if a in wanted_set and p.holds(a.split("/")[0])] + to_add))
+        to_remove = [a for a in ours if a not in wanted_set and p.holds(a.split("/", 1)[0])]
+        added = sorted(set([a for a in ours if a in wanted_set and p.holds(a.split("/", 1)[0])] + to_add))
         if wanted and all(p.holds(v) or host_prefix(v) in to_add for v in wanted):
             p_.persisted_in.append(p.label())
         if not added:
@@ -220,13 +220,16 @@ def plan_nm_profiles(
         changes = [("+", "ipv%d.addresses" % _family(a), a) for a in to_add]
         changes += [("-", "ipv%d.addresses" % _family(a), a) for a in to_remove]
 
-        def modify(uuid: str = uuid, changes: Any = changes, filename: str = p.filename, entry: Any = entry) -> None:
+        # Defaults bind this iteration's values: each closure updates this profile's own record entry.
+        def modify(  # pylint: disable=dangerous-default-value
+            uuid: str = uuid, changes: Any = changes, filename: str = p.filename, entry: Any = entry
+        ) -> None:
             p_.nmcli_modify(uuid, changes)
             # The file once dsrprov changed it: absent puts the original back
             # only while nobody else has changed it since.
             entry["modified"] = read_text(filename)
 
-        def unmodify(
+        def unmodify(  # pylint: disable=dangerous-default-value
             uuid: str = uuid,
             changes: Any = changes,
             filename: str = p.filename,
@@ -274,7 +277,7 @@ def plan_nm_restore(p_: Persist, uuid: str, rec: Dict[str, Any]) -> None:
         p_file = p.filename
         current = read_text(p_file)
     p_file = str(p_file)
-    ours = [a for a in rec.get("added", []) if p is None or p.holds(a.split("/")[0])]
+    ours = [a for a in rec.get("added", []) if p is None or p.holds(a.split("/", 1)[0])]
     original, modified = rec.get("original"), healed_modified(rec, p)
     untouched = (
         original is not None and modified is not None and without_timestamp(current) == without_timestamp(modified)
@@ -350,7 +353,7 @@ def plan(
 ) -> Dict[str, Any]:
     """Plan the manager's part: hook, profiles, drop-in, reload, record.
     Return {persisted_in, steps} (steps: how many changes it makes)."""
-    wanted = [str(ipaddress.ip_address(v.split("/")[0])) for v in vips] if present else []
+    wanted = [str(ipaddress.ip_address(v.split("/", 1)[0])) for v in vips] if present else []
     p_ = Persist(change, module, state)
     record = read_record(record_path)
     new_record: Dict[str, Any] = {"version": RECORD_VERSION}

@@ -44,7 +44,7 @@ def parse_lo_addresses(out: str, label: str) -> Tuple[Dict[str, Set[int]], Set[s
         fields = head.split()
         if len(fields) < 4 or fields[2] not in ("inet", "inet6"):
             continue
-        addr_text, _, length = fields[3].partition("/")
+        addr_text, _sep, length = fields[3].partition("/")
         addr = ipaddress.ip_address(addr_text)
         present.setdefault(str(addr), set()).add(int(length) if length.isdigit() else addr.max_prefixlen)
         if fields[2] == "inet" and fields[-1] == label:
@@ -99,7 +99,7 @@ def narrow(module: Any, ip_command: str, vip: str, lengths: List[int], label: st
 
 def widen(module: Any, ip_command: str, vip: str, lengths: List[int], label: str) -> None:
     """The undo of narrow(): the wide prefixes back as they were found."""
-    now, _ = live_vips(module, ip_command, label)
+    now, _labels = live_vips(module, ip_command, label)
     if ipaddress.ip_address(vip).max_prefixlen in now.get(vip, set()):
         run(module, del_cmd(ip_command, vip))
     addr = ipaddress.ip_address(vip)
@@ -156,7 +156,7 @@ def plan(
         def apply() -> None:
             # Read lo again: a step before this one may have changed it (after
             # its drop-in, systemd-networkd puts the VIPs on lo itself).
-            now, _ = live_vips(module, ip_command, label)
+            now, _labels = live_vips(module, ip_command, label)
             for vip in to_remove:
                 if has_host(now, vip):
                     run(module, del_cmd(ip_command, vip))
@@ -167,7 +167,7 @@ def plan(
         def undo() -> None:
             # Back to what lo held before this call: a VIP this call (or the
             # stop of the boot unit) took away comes back, one it added goes.
-            now, _ = live_vips(module, ip_command, label)
+            now, _labels = live_vips(module, ip_command, label)
             for vip in to_add:
                 if has_host(now, vip):
                     run(module, del_cmd(ip_command, vip))

@@ -23,7 +23,7 @@ def parse_vip(text: Any) -> Address:
     if not isinstance(text, str) or not text.strip():
         raise VipError(f"invalid VIP {text!r}: expected an IPv4 or IPv6 address")
     raw = text.strip()
-    addr_part, _, prefix_part = raw.partition("/")
+    addr_part, _sep, prefix_part = raw.partition("/")
     if "%" in addr_part:
         # Python's ipaddress takes a zone ("fe80::1%eth0"), and keeps it in
         # str(): it would reach the hook and the unit. A VIP is global.
@@ -69,7 +69,7 @@ def check_vips(
     own: set[Address] = set()
     for host_addr in host_addresses:
         try:
-            own.add(ipaddress.ip_address(str(host_addr).split("/")[0].split("%")[0]))
+            own.add(ipaddress.ip_address(str(host_addr).split("/", 1)[0].split("%", 1)[0]))
         except ValueError:
             continue
     for addr in parsed:
