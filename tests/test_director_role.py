@@ -760,10 +760,7 @@ def test_probe_mark_formula_is_the_same_in_the_role_and_on_the_director() -> Non
     """The role's filter and the director's dsr-path program must derive one mark per real server alike."""
     from ansible_collections.dsrprov.dsr.plugins.plugin_utils import director_probe
 
-    spec = importlib.util.spec_from_loader("dsr_path_prog", loader=None)
-    assert spec
-    prog = importlib.util.module_from_spec(spec)
-    exec(compile((ROLE / "files" / "dsr-path").read_text(), "dsr-path", "exec"), prog.__dict__)
+    prog = _program()
     for rip in ("10.250.0.11", "10.0.0.1", "fd42:d5a:0:1::11", "fd00::fd", "2001:db8::ffff:ffff"):
         assert prog.mark_of(rip) == director_probe.mark_of(rip)
         assert director_probe.mark_of(rip) not in (0, 253, 254, 255)
@@ -803,3 +800,42 @@ def test_probe_plan_refuses_what_the_probe_cannot_do() -> None:
     model[0]["health_check"].update(type="http", path='/a"b', status=200)
     with pytest.raises(dp.ProbeError, match="does not pass"):
         dp.probe_plan(model, "dsr_path", addrs, "eth0")
+
+
+def _program() -> ModuleType:
+    spec = importlib.util.spec_from_loader("dsr_path_prog", loader=None)
+    assert spec
+    prog = importlib.util.module_from_spec(spec)
+    exec(compile((ROLE / "files" / "dsr-path").read_text(), "dsr-path", "exec"), prog.__dict__)
+    return prog
+
+
+def test_probe_service_answers_only_well_formed_requests_for_configured_pairs() -> None:
+    """The service's request handling (the namespace and MAC check need a director: the lab test)."""
+    prog = _program()
+
+    class Known:
+        def __contains__(self, pair: object) -> bool:
+            return pair == ("127.0.0.1", "127.0.0.2")
+
+    known = Known()
+    assert prog.route("POST /probe HTTP/1.0", known, None)[0] == 400
+    assert prog.route("GET /other HTTP/1.0", known, None)[0] == 404
+    assert prog.route("GET /probe?rip=127.0.0.1&vip=fd00::1&port=80&timeout=1 HTTP/1.0", known, None)[0] == 400
+    assert prog.route("GET /probe?rip=127.0.0.1&vip=127.0.0.2 HTTP/1.0", known, None)[0] == 400
+    status, text = prog.route("GET /probe?rip=127.0.0.3&vip=127.0.0.2&port=80&timeout=1 HTTP/1.0", known, None)
+    assert status == 403 and "not in the configuration" in text
+    # A configured pair: probed (a closed port on 127.0.0.2 refuses: 503 with the reason).
+    status, text = prog.route("GET /probe?rip=127.0.0.1&vip=127.0.0.2&port=9&timeout=1 HTTP/1.0", known, None)
+    assert status == 503 and text.startswith("fail 127.0.0.2:9 via 127.0.0.1:"), text
+
+
+def test_handshake_parser_reads_the_macs_of_syn_and_syn_ack() -> None:
+    prog = _program()
+    eth = bytes.fromhex("02d503000011" "02d503000099" "0800")
+    ip = bytes([0x45]) + bytes(8) + bytes([6]) + bytes(10)
+    syn = eth + ip + (40000).to_bytes(2, "big") + (80).to_bytes(2, "big") + bytes(9) + bytes([0x02]) + bytes(6)
+    assert prog.tcp_handshake(syn) == ("syn", 40000, "02:d5:03:00:00:11")
+    synack = eth + ip + (80).to_bytes(2, "big") + (40000).to_bytes(2, "big") + bytes(9) + bytes([0x12]) + bytes(6)
+    assert prog.tcp_handshake(synack) == ("synack", 40000, "02:d5:03:00:00:99")
+    assert prog.tcp_handshake(eth[:12] + b"\x08\x06" + bytes(40)) is None
