@@ -67,6 +67,7 @@ def probe_plan(
     (it takes that network's prefix length). ``extra`` are real servers that
     leave (``{protocol, vip, port, address}``): they keep their route while
     they drain."""
+    addresses = list(addresses)
     if check not in CHECK_KINDS:
         raise ProbeError(f"dsr_director_check must be one of {', '.join(CHECK_KINDS)}, not {check!r}")
     services = [svc for svc in model if check_kind(svc, check) == "dsr_path"]
@@ -109,13 +110,13 @@ def probe_plan(
             )
     marks: dict[tuple[int, int], str] = {}
     for rip in served:
-        key = (ipaddress.ip_address(rip).version, mark_of(rip))
-        if key in marks:
+        mark_key = (ipaddress.ip_address(rip).version, mark_of(rip))
+        if mark_key in marks:
             raise ProbeError(
-                f"real servers {marks[key]} and {rip} share the low 32 bits of their addresses; "
+                f"real servers {marks[mark_key]} and {rip} share the low 32 bits of their addresses; "
                 "the DSR-path probe tells real servers apart by them: use dsr_director_check: real_address"
             )
-        marks[key] = rip
+        marks[mark_key] = rip
     config["real_servers"] = [{"rip": rip, "vips": vips} for rip, vips in served.items()]
     return {"config": config}
 
