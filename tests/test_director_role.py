@@ -832,7 +832,7 @@ def test_probe_service_answers_only_well_formed_requests_for_configured_pairs() 
 
 def test_handshake_parser_reads_the_macs_of_syn_and_syn_ack() -> None:
     prog = _program()
-    eth = bytes.fromhex("02d503000011" "02d503000099" "0800")
+    eth = bytes.fromhex("02d50300001102d5030000990800")
     ip = bytes([0x45]) + bytes(8) + bytes([6]) + bytes(10)
     syn = eth + ip + (40000).to_bytes(2, "big") + (80).to_bytes(2, "big") + bytes(9) + bytes([0x02]) + bytes(6)
     assert prog.tcp_handshake(syn) == ("syn", 40000, "02:d5:03:00:00:11")
