@@ -223,7 +223,7 @@ def _unenroll(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from dsrprov import loadmaster, report
-    from dsrprov.checks import hostcheck
+    from dsrprov.checks import director_checks, hostcheck
     from dsrprov.model.inventory import Inventory
 
     inv = Inventory(_inventory(args))
@@ -240,8 +240,14 @@ def _status(args: argparse.Namespace) -> int:
         mine = [row for row in lm_rows if row["host"] == r.host]
         if mine:
             r.state["loadmaster"] = mine
+    # Which health check each director runs on each real server, and its state.
+    dir_rows, dir_errors = director_checks.read(inv, _opts(args))
+    for r in reports:
+        mine = [row for row in dir_rows if row["real_server"] == r.host]
+        if mine:
+            r.state["director_checks"] = mine
     # status reports what is there; only reading can fail.
-    code = worst([r.exit_code for r in reports] + [EXIT_UNREACHABLE for _ in lm_errors])
+    code = worst([r.exit_code for r in reports] + [EXIT_UNREACHABLE for _ in [*lm_errors, *dir_errors]])
     if args.json:
         print(report.as_json(reports, code))
     elif reports:
@@ -251,9 +257,13 @@ def _status(args: argparse.Namespace) -> int:
         if shown:
             print()
             print(loadmaster.table(shown))
+    shown_dir = [row for row in dir_rows if not args.hosts or row["real_server"] in {r.host for r in reports}]
+    if shown_dir and not args.json:
+        print()
+        print(director_checks.table(shown_dir))
     _emit_errors(reports)
     _emit_warnings(reports)
-    for name, reason in lm_errors.items():
+    for name, reason in [*lm_errors.items(), *dir_errors.items()]:
         print(f"dsrprov: {name}: {reason}", file=sys.stderr)
     return code
 

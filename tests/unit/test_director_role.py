@@ -68,6 +68,7 @@ HOSTS = {
                         "ansible_connection": "local",
                         "ansible_host": "127.0.0.1",
                         "ansible_python_interpreter": sys.executable,
+                        "dsr_director_probe_address": "10.0.0.4",
                     }
                 }
             },
@@ -313,6 +314,10 @@ FACTS = {
     "auth_files": [],
     "managed": {"virtual_servers": [], "addresses": [], "real_servers": []},
     "sysctls_ok": False,
+    "python3": "/usr/bin/python3",
+    "netns": True,
+    "macvlan": True,
+    "probe_present": False,
 }
 
 VRRP = [
@@ -363,6 +368,8 @@ def _render(tmp_path: Path, name: str, extra: dict[str, Any]) -> str:
     inv = _inventory(tmp_path)
     playbook = tmp_path / f"render-{name}.yml"
     playbook.write_text(yaml.safe_dump(play, sort_keys=False))
+    # vars_files (the role's defaults) outrank the inventory: the probe address comes as an extra var.
+    extra = {"dsr_director_probe_address": "10.0.0.4", **extra}
     cmd = [_tool("ansible-playbook"), "-i", str(inv), str(playbook), "-e", json.dumps(extra)]
     proc = subprocess.run(
         cmd, cwd=REPO, env={**_env(tmp_path), **env_extra}, capture_output=True, text=True, check=False
@@ -400,6 +407,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {
         "static": _render(tmp, "static.conf", {}),
         "vrrp": _render(tmp, "vrrp.conf", {"dsr_director_vrrp_instances": VRRP}),
+        "real_address": _render(tmp, "real-address.conf", {"dsr_director_check": "real_address"}),
     }
 
 
@@ -643,3 +651,191 @@ def test_sysctl_file_records_the_values_found_before() -> None:
     assert text.splitlines()[1:] == ["# before: net.ipv4.vs.expire_nodest_conn=0", "net.ipv4.vs.expire_nodest_conn = 1"]
     assert mod.recorded(text) == {"net.ipv4.vs.expire_nodest_conn": "0"}
     assert mod.proc_path("net.ipv4.vs.expire_nodest_conn") == "/proc/sys/net/ipv4/vs/expire_nodest_conn"
+
+
+# --------------------------------------------------------------------------
+# the DSR-path check (docs/director.md, "Health checks")
+# --------------------------------------------------------------------------
+
+
+def test_render_real_address_keeps_keepalived_own_checks(rendered: dict[str, str]) -> None:
+    """dsr_director_check: real_address renders the classic checks to the real servers' addresses."""
+    _golden("keepalived-real-address.conf", rendered["real_address"])
+    text = rendered["real_address"]
+    assert "connect_ip 127.0.0.1" not in text and "/probe?" not in text
+    assert text.count("TCP_CHECK {") == 2 and text.count("HTTP_GET {") == 2 and text.count("UDP_CHECK {") == 1
+    assert "# dsrprov-check tcp 10.0.0.200 80 10.0.0.11 real_address" in text
+
+
+def test_render_dsr_path_is_the_default_for_tcp_and_http_services(rendered: dict[str, str]) -> None:
+    """keepalived's own HTTP_GET asks the probe service on 127.0.0.1, one URL per real server."""
+    text = rendered["static"]
+    assert text.count("HTTP_GET {") == 4 and text.count("connect_ip 127.0.0.1") == 4 and "TCP_CHECK {" not in text
+    # UDP keeps keepalived's own check to the real address.
+    assert text.count("UDP_CHECK {") == 1
+    assert "# dsrprov-check udp 10.0.0.201 53 10.0.0.21 real_address" in text
+    assert "# dsrprov-check tcp fd00::200 443 fd00::12 dsr_path" in text
+    assert "path /probe?rip=fd00%3A%3A12&vip=fd00%3A%3A200&port=8080&timeout=2&path=%2Fhealthz&status=204" in text
+    assert "path /probe?rip=10.0.0.11&vip=10.0.0.200&port=80&timeout=3\n" in text
+    assert "connect_port 7383" in text
+
+
+@pytest.mark.skipif(KEEPALIVED is None, reason=NO_KEEPALIVED)
+def test_real_address_rendering_passes_keepalived_config_test(tmp_path: Path, rendered: dict[str, str]) -> None:
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(rendered["real_address"])
+    proc = _keepalived_test(conf)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        pytest.param(
+            {"dsr_director_probe_address": ""},
+            "dsrprov: the DSR-path check needs dsr_director_probe_address: a free IPv4 address on",
+            id="no-probe-address",
+        ),
+        pytest.param(
+            {"dsr_director_probe_address": "192.168.77.4"},
+            "dsrprov: dsr_director_probe_address 192.168.77.4 is not a host address of a network on",
+            id="probe-address-off-lan",
+        ),
+        pytest.param(
+            {"dsr_director_probe_address": "not-an-ip"},
+            "dsrprov: dsr_director_probe_address 'not-an-ip' is not an IP address",
+            id="probe-address-invalid",
+        ),
+    ],
+)
+def test_probe_problems_are_refused_after_the_facts_before_any_change(
+    tmp_path: Path, extra: dict[str, Any], message: str
+) -> None:
+    """On this controller (a stand-in director): the real servers are put on its own LAN, so that the
+    probe's own check is the first host problem found."""
+    net = _local_network()
+    if net is None:
+        pytest.skip("this controller has no global IPv4 address to stand in for a director LAN")
+    iface, hosts = net
+    inv_extra = {
+        "dsr_director_config_path": str(tmp_path / "keepalived.conf"),
+        "dsr_director_services": [{"name": "web", "vip": str(hosts[-1]), "port": 80}],
+        "dsr_director_vip_interface": iface,
+        **extra,
+    }
+    hostvars = json.loads(json.dumps(HOSTS))
+    rs = hostvars["all"]["children"]["dsr_realservers_linux"]["hosts"]
+    rs["rs1"].update(ansible_host=str(hosts[-2]), dsr_vips=[str(hosts[-1])])
+    rs["rs2"].update(ansible_host=str(hosts[-3]), dsr_vips=[str(hosts[-1])])
+    inv = _inventory(tmp_path)
+    (inv / "hosts.yml").write_text(yaml.safe_dump(hostvars))
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(yaml.safe_dump(PLAY))
+    proc = subprocess.run(
+        [_tool("ansible-playbook"), "-i", str(inv), str(playbook), "--check", "-e", json.dumps(inv_extra)],
+        cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert message in out, out
+    assert "changed=0" in out
+    assert not (tmp_path / "keepalived.conf").exists()
+
+
+def _local_network() -> tuple[str, list[Any]] | None:
+    import ipaddress
+
+    proc = subprocess.run(["ip", "-j", "-4", "addr", "show"], capture_output=True, text=True, check=False)
+    for link in json.loads(proc.stdout or "[]"):
+        for a in link.get("addr_info", []):
+            if a.get("scope") == "global" and int(a["prefixlen"]) <= 29:
+                net = ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}").network
+                own = ipaddress.ip_address(a["local"])
+                free = [h for h in list(net.hosts())[-8:] if h != own]
+                return str(link["ifname"]), free
+    return None
+
+
+def test_probe_mark_formula_is_the_same_in_the_role_and_on_the_director() -> None:
+    """The role's filter and the director's dsr-path program must derive one mark per real server alike."""
+    from ansible_collections.dsrprov.dsr.plugins.plugin_utils import director_probe
+
+    prog = _program()
+    for rip in ("10.250.0.11", "10.0.0.1", "fd42:d5a:0:1::11", "fd00::fd", "2001:db8::ffff:ffff"):
+        assert prog.mark_of(rip) == director_probe.mark_of(rip)
+        assert director_probe.mark_of(rip) not in (0, 253, 254, 255)
+
+
+def test_probe_program_refuses_bad_arguments() -> None:
+    prog = [sys.executable, str(ROLE / "files" / "dsr-path"), "probe"]
+    for args in (
+        ["--rip", "10.0.0.11", "--vip", "fd00::200", "--port", "80", "--timeout", "1"],
+        ["--rip", "10.0.0.11", "--vip", "10.0.0.200", "--port", "0", "--timeout", "1"],
+        ["--rip", "10.0.0.11", "--vip", "10.0.0.200", "--port", "80"],
+        ["--rip", "10.0.0.11", "--vip", "10.0.0.200", "--port", "80", "--timeout", "1", "--http-path", "x"],
+        ["--rip", "10.0.0.11", "--vip", "10.0.0.200", "--port", "80", "--timeout", "1", "--bogus", "1"],
+    ):
+        proc = subprocess.run([*prog, *args], capture_output=True, text=True, check=False)
+        assert proc.returncode == 2 and proc.stderr.startswith("dsr-path probe: "), (args, proc.stderr)
+
+
+def test_probe_plan_refuses_what_the_probe_cannot_do() -> None:
+    from ansible_collections.dsrprov.dsr.plugins.plugin_utils import director_probe as dp
+    from ansible_collections.dsrprov.dsr.plugins.plugin_utils import service_model as sm
+
+    model = sm.check_services([{"name": "web6", "vip": "fd00::200", "port": 80}])
+    model[0]["real_servers"] = [
+        {"name": "rs1", "address": "fd00::1:11", "weight": 1},
+        {"name": "rs2", "address": "fd01::1:11", "weight": 1},
+    ]
+    addrs = [{"address": "fd00::2", "prefixlen": 64, "interface": "eth0"}]
+    with pytest.raises(dp.ProbeError, match="share the low 32 bits"):
+        dp.probe_plan(model, "dsr_path", addrs, "eth0")
+    # IPv6 alone needs no probe address (link-local); real_address needs no probe at all.
+    model[0]["real_servers"].pop()
+    assert dp.probe_plan(model, "dsr_path", addrs, "eth0")["config"]["address6"] == ""
+    assert dp.probe_plan(model, "real_address", addrs, "eth0") == {"config": None}
+    with pytest.raises(dp.ProbeError, match="is already in use"):
+        dp.probe_plan(model, "dsr_path", addrs, "eth0", address6="fd00::2")
+    model[0]["health_check"].update(type="http", path='/a"b', status=200)
+    with pytest.raises(dp.ProbeError, match="does not pass"):
+        dp.probe_plan(model, "dsr_path", addrs, "eth0")
+
+
+def _program() -> ModuleType:
+    spec = importlib.util.spec_from_loader("dsr_path_prog", loader=None)
+    assert spec
+    prog = importlib.util.module_from_spec(spec)
+    exec(compile((ROLE / "files" / "dsr-path").read_text(), "dsr-path", "exec"), prog.__dict__)
+    return prog
+
+
+def test_probe_service_answers_only_well_formed_requests_for_configured_pairs() -> None:
+    """The service's request handling (the namespace and MAC check need a director: the lab test)."""
+    prog = _program()
+
+    class Known:
+        def __contains__(self, pair: object) -> bool:
+            return pair == ("127.0.0.1", "127.0.0.2")
+
+    known = Known()
+    assert prog.route("POST /probe HTTP/1.0", known, None)[0] == 400
+    assert prog.route("GET /other HTTP/1.0", known, None)[0] == 404
+    assert prog.route("GET /probe?rip=127.0.0.1&vip=fd00::1&port=80&timeout=1 HTTP/1.0", known, None)[0] == 400
+    assert prog.route("GET /probe?rip=127.0.0.1&vip=127.0.0.2 HTTP/1.0", known, None)[0] == 400
+    status, text = prog.route("GET /probe?rip=127.0.0.3&vip=127.0.0.2&port=80&timeout=1 HTTP/1.0", known, None)
+    assert status == 403 and "not in the configuration" in text
+    # A configured pair: probed (a closed port on 127.0.0.2 refuses: 503 with the reason).
+    status, text = prog.route("GET /probe?rip=127.0.0.1&vip=127.0.0.2&port=9&timeout=1 HTTP/1.0", known, None)
+    assert status == 503 and text.startswith("fail 127.0.0.2:9 via 127.0.0.1:"), text
+
+
+def test_handshake_parser_reads_the_macs_of_syn_and_syn_ack() -> None:
+    prog = _program()
+    eth = bytes.fromhex("02d50300001102d5030000990800")
+    ip = bytes([0x45]) + bytes(8) + bytes([6]) + bytes(10)
+    syn = eth + ip + (40000).to_bytes(2, "big") + (80).to_bytes(2, "big") + bytes(9) + bytes([0x02]) + bytes(6)
+    assert prog.tcp_handshake(syn) == ("syn", 40000, "02:d5:03:00:00:11")
+    synack = eth + ip + (80).to_bytes(2, "big") + (40000).to_bytes(2, "big") + bytes(9) + bytes([0x12]) + bytes(6)
+    assert prog.tcp_handshake(synack) == ("synack", 40000, "02:d5:03:00:00:99")
+    assert prog.tcp_handshake(eth[:12] + b"\x08\x06" + bytes(40)) is None

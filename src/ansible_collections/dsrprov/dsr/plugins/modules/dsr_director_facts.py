@@ -32,6 +32,13 @@ options:
     description: The IPVS sysctls wanted (C(name) to value); I(sysctls_ok) says whether file and live values hold them.
     type: dict
     default: {}
+  probe_config:
+    description: The DSR-path probe's configuration file; I(probe_present) says whether it or its namespace exists.
+    type: path
+  probe_netns:
+    description: The DSR-path probe's network namespace.
+    type: str
+    default: dsrprov-dsrpath
 author: dsrprov maintainers (@dsrprov)
 """
 
@@ -85,7 +92,23 @@ config_present:
   description: Whether the configuration file exists.
   returned: always
   type: bool
-config_managed:
+config_python3:
+  description: Path of python3, "" if not installed (the DSR-path probe needs it).
+  returned: always
+  type: str
+netns:
+  description: Whether the kernel has network namespaces.
+  returned: always
+  type: bool
+macvlan:
+  description: Whether the kernel has macvlan (loaded, built in, or a module to load).
+  returned: always
+  type: bool
+probe_present:
+  description: Whether the DSR-path probe's configuration file or namespace exists.
+  returned: always
+  type: bool
+managed:
   description: Whether the configuration file was written by dsrprov.
   returned: always
   type: bool
@@ -95,6 +118,22 @@ auth_files:
   type: list
 sysctls_ok:
   description: Whether I(sysctl_file) sets exactly I(sysctls) and the live values are those (then nothing is to do).
+  returned: always
+  type: bool
+python3:
+  description: Path of python3, "" if not installed (the DSR-path probe needs it).
+  returned: always
+  type: str
+netns:
+  description: Whether the kernel has network namespaces.
+  returned: always
+  type: bool
+macvlan:
+  description: Whether the kernel has macvlan (loaded, built in, or a module to load).
+  returned: always
+  type: bool
+probe_present:
+  description: Whether the DSR-path probe's configuration file or namespace exists.
   returned: always
   type: bool
 managed:
@@ -188,6 +227,21 @@ def sysctls_ok(path, wanted):
     return True
 
 
+def macvlan_available():
+    """Loaded, built in, or a module the kernel can load (modprobe happens when the link is made)."""
+    if os.path.isdir("/sys/module/macvlan"):
+        return True
+    base = os.path.join("/lib/modules", os.uname().release)
+    for name in ("modules.dep", "modules.builtin"):
+        try:
+            with open(os.path.join(base, name), encoding="utf-8", errors="replace") as handle:
+                if re.search(r"(^|/)macvlan\.ko", handle.read(), re.M):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -196,6 +250,8 @@ def main():
             "address": {"type": "str", "default": ""},
             "sysctl_file": {"type": "path"},
             "sysctls": {"type": "dict", "default": {}},
+            "probe_config": {"type": "path"},
+            "probe_netns": {"type": "str", "default": "dsrprov-dsrpath"},
         },
         supports_check_mode=True,
     )
@@ -255,6 +311,11 @@ def main():
         config_present=present,
         config_managed=managed_file,
         managed=managed,
+        python3=which("python3"),
+        netns=os.path.exists("/proc/self/ns/net"),
+        macvlan=macvlan_available(),
+        probe_present=bool(module.params["probe_config"] and os.path.exists(module.params["probe_config"]))
+        or os.path.exists(os.path.join("/run/netns", module.params["probe_netns"])),
         auth_files=sorted(
             glob.glob(os.path.join(os.path.dirname(module.params["config_path"]), "dsrprov-vrrp-*.auth"))
         ),
