@@ -273,3 +273,18 @@ def test_a_failed_dr_probe_joins_the_route_finding_of_its_host() -> None:
     target = drpath.Target("rs1", "10.250.0.11", "10.250.0.200", 80)
     run._attribute(drpath.Result(target, "timeout", "timed out"), found, facts)
     assert ids(found) == ["rs-dr-path-fails"] and any("DR probe" in e for e in found[0].evidence)
+
+
+def test_a_director_dropping_a_real_server_that_cannot_answer_is_evidence_not_a_second_finding() -> None:
+    # With the DSR-path health check the director takes a real server without
+    # its VIP out of that VIP's pool: the cause stays, the consequence joins it.
+    cause = Finding(
+        "rs-vip-missing", "rs1", "rs1: IPv6 VIP fd42:d5a:0:1::200 is not on lo", [], {"vip": "fd42:d5a:0:1::200"}
+    )
+    dropped = Finding("dir-rs-missing", "director", "director: real server rs1 is not in [fd42:d5a:0:1::200]:80/tcp",
+                      [], {"rs": "rs1", "vip": "fd42:d5a:0:1:0:0:0:200"})  # fmt: skip
+    other = Finding("dir-rs-missing", "director", "director: real server rs1 is not in 10.250.0.200:80/tcp", [],
+                    {"rs": "rs1", "vip": "10.250.0.200"})  # fmt: skip
+    out = run.fold_pool_consequences([cause, dropped, other])
+    assert [f.id for f in out] == ["rs-vip-missing", "dir-rs-missing"] and out[1] is other
+    assert "took it out of the pool" in cause.evidence[-1]

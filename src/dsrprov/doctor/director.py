@@ -83,7 +83,7 @@ def findings(host: str, facts: DirectorFacts, expected: list[dict[str, object]])
             if address not in vs.real_servers:
                 out.append(Finding("dir-rs-missing", host, f"{host}: real server {name} ({address}) is not in "
                                    f"{where}", [f"{where} holds: {', '.join(vs.real_servers) or 'none'}"],
-                                   {"rs": name}))  # fmt: skip
+                                   {"rs": name, "vip": key[1]}))  # fmt: skip
         for address, forward in vs.real_servers.items():
             if address not in want:
                 out.append(Finding("dir-rs-extra", host, f"{host}: {where} holds {address}, which the "

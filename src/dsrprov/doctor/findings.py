@@ -45,7 +45,7 @@ CATALOGUE: dict[str, Kind] = {
         Kind("rs-service-not-on-vip", ERROR, "the service listens on the real address only, not on the VIP "
              "(the health check stays green, DR traffic fails)",
              "bind the service to the VIP {vip} or to all addresses (0.0.0.0 / ::)",
-             proof=f"{_DOCTOR_LAB}test_the_service_bound_to_the_real_address_stays_healthy_for_the_director_and_doctor_names_it"),
+             proof=f"{_DOCTOR_LAB}test_the_service_bound_to_the_real_address_is_named_as_the_cause"),
         Kind("rs-rp-filter-drops", ERROR, "strict rp_filter drops the DR packets: the route back to the client "
              "leaves by another interface", "sysctl -w net.ipv4.conf.all.rp_filter=2 "
              "net.ipv4.conf.{iface}.rp_filter=2 (loose), persisted in /etc/sysctl.d",

@@ -149,6 +149,7 @@ def diagnose(inv: Inventory, names: list[str], opts: ConnOptions, *, parallel: i
                 report.findings += _cache_findings(cache, macs, vantage_name or "")
     for name in selected:
         report.findings += per_host.get(name, [])
+    report.findings = fold_pool_consequences(report.findings)
     if vantage is None and hosts:
         report.findings.append(Finding("doctor-no-vantage", "", "no vantage host: the ARP and DR-path probes did "
                                        "not run", ["no dsr_vantage_host, lab client or director"]))  # fmt: skip
@@ -250,6 +251,37 @@ def _cache_findings(cache: dict[str, str], rs_macs: dict[str, str], vantage: str
         for vip, mac in cache.items()
         if mac in rs_macs
     ]
+
+
+# Real-server findings that break the DSR path for a VIP: with the director's
+# DSR-path health check (dsr_director_check: dsr_path, the default) each of them
+# also takes the real server out of that VIP's pool.
+_BREAKS_DSR_PATH = {"rs-vip-missing", "rs-service-not-on-vip", "rs-rp-filter-drops", "rs-firewall-drops",
+                    "rs-dr-path-fails", "rs-return-via-director"}  # fmt: skip
+
+
+def fold_pool_consequences(findings: list[Finding]) -> list[Finding]:
+    """A director that dropped a real server from a VIP's pool because the real
+    server cannot answer on that VIP did its job: the cause is the real
+    server's finding, which gets the director's view as evidence, and the
+    director's dir-rs-missing goes (doctor names causes, not consequences)."""
+    causes = {(f.host, _norm(f.values.get("vip"))): f for f in findings if f.id in _BREAKS_DSR_PATH}
+    out = []
+    for f in findings:
+        key = (f.values.get("rs", ""), _norm(f.values.get("vip")))
+        cause = causes.get(key) if f.id == "dir-rs-missing" else None
+        if cause is None:
+            out.append(f)
+        else:
+            cause.evidence.append(f"{f.line} (its health check took it out of the pool)")
+    return out
+
+
+def _norm(vip: str | None) -> str | None:
+    try:
+        return str(ipaddress.ip_address(vip)) if vip else None
+    except ValueError:
+        return vip
 
 
 def _attribute(result: drpath.Result, found: list[Finding], facts: Any) -> None:
