@@ -79,7 +79,10 @@ def path_report(
 ) -> tuple[PathReport, list[str]]:
     """Requests from the client to the VIP, captured on the segment and
     checked against the three DSR steps."""
-    with capture(the_lab, f"tcp port {port} and host {vip}") as pcap:
+    # The client's connections only: the director's DSR-path health check also
+    # sends to VIP:port at each real server's MAC, from its probe address.
+    client = roles.client.ip6 if ":" in vip else roles.client.ip
+    with capture(the_lab, f"tcp port {port} and host {vip} and host {client}") as pcap:
         bodies = http_get(roles.client, f"http://{vip}:{port}{url_path}", count, timeout=20, body=body)
     report = analyse(
         read_frames(pcap),
