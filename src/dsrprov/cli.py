@@ -241,7 +241,9 @@ def _status(args: argparse.Namespace) -> int:
         if mine:
             r.state["loadmaster"] = mine
     # Which health check each director runs on each real server, and its state.
-    dir_rows, dir_errors = director_checks.read(inv, _opts(args))
+    # Directors are reached with their own inventory settings: the command
+    # line's user, key and known_hosts are for the real servers asked about.
+    dir_rows, dir_errors = director_checks.read(inv, _opts(args).inventory_only())
     for r in reports:
         mine = [row for row in dir_rows if row["real_server"] == r.host]
         if mine:

@@ -227,9 +227,12 @@ def test_status(inv: Path, vip: str) -> None:
         assert h["state"]["loopback_vips"] == [vip]
         assert h["state"]["summary"] == "configured"
         assert all(a == {"arp_ignore": 1, "arp_announce": 2} for a in h["state"]["arp"].values())
-    table = run("status", inventory=inv).stdout.splitlines()
+    # The hosts' table first; the directors' health checks follow after a blank line.
+    hosts_table, _, checks_table = run("status", inventory=inv).stdout.partition("\n\n")
+    table = hosts_table.splitlines()
     assert table[0].split()[:3] == ["HOST", "OS", "ADDRESS"]
     assert all(line.rstrip().endswith("configured") for line in table[1:])
+    assert "dsr_path" in checks_table
 
 
 def test_verify_and_its_arp_probe_catches_a_real_server_answering(lab: labmod.Lab, inv: Path, vip: str) -> None:
