@@ -21,7 +21,8 @@ from tests.integration.test_cli_lab import copy_lab_inventory, ipvs_pool, run
 from tests.support import run_playbook
 from tests.unit.test_inventory_corpus import _env, ansible_groups, ansible_values
 
-pytestmark = pytest.mark.lab
+# In `make integration-extended`, not in `make test`: CI has 90 minutes on 2 cores.
+pytestmark = [pytest.mark.lab, pytest.mark.extended]
 
 
 def split_inventory(lab: labmod.Lab, dst: Path) -> tuple[Path, str, str]:

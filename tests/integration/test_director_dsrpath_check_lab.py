@@ -29,7 +29,8 @@ from dsrprov.model.inventory import Inventory
 from dsrprov.paths import lab_inventory
 from tests.support import lab_vips, run_playbook
 
-pytestmark = pytest.mark.lab
+# In `make integration-extended`, not in `make test`: CI has 90 minutes on 2 cores.
+pytestmark = [pytest.mark.lab, pytest.mark.extended]
 
 VIP, VIP6 = lab_vips()
 # Seconds beyond keepalived's own bound: an ssh round trip to the VM per poll

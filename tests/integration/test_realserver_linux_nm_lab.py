@@ -22,7 +22,8 @@ import pytest
 from dsrprov import lab as labmod
 from tests.integration.test_realserver_linux_vlan_lab import linux_lab, play, sh
 
-pytestmark = pytest.mark.lab
+# In `make integration-extended`, not in `make test`: CI has 90 minutes on 2 cores.
+pytestmark = [pytest.mark.lab, pytest.mark.extended]
 
 HOST = "nm2"
 KEYFILE = "/etc/NetworkManager/system-connections/lo.nmconnection"

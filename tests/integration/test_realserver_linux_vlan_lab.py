@@ -24,7 +24,8 @@ from dsrprov.run.playbook import PlaybookRun
 from tests.integration.test_realserver_linux_lab import recap
 from tests.support import ROOT, run_playbook
 
-pytestmark = pytest.mark.lab
+# In `make integration-extended`, not in `make test`: CI has 90 minutes on 2 cores.
+pytestmark = [pytest.mark.lab, pytest.mark.extended]
 
 INVENTORY = ROOT / "inventories" / "lab-linux"
 HOST = "rsvlan2"
