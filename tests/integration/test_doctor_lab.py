@@ -120,6 +120,12 @@ FAULTS: list[Fault] = [
      "nft delete table inet dsrfault", set()),
     ("rs-ipv6-keep-addr-off", "rs2", "rs2", "sysctl -qw net.ipv6.conf.lo.keep_addr_on_down=0",
      "sysctl -qw net.ipv6.conf.lo.keep_addr_on_down=1", set()),
+    # lo down: its addresses stay listed, the kernel takes nothing for them; the
+    # DSR-path check takes rs2 out of the pool (folded into the cause).
+    ("rs-lo-down", "rs2", "rs2", "ip link set lo down", "ip link set lo up", set()),
+    # The VIP as a /30 on lo (within the lab subnet, clear of every lab address).
+    ("rs-vip-wide-prefix", "rs1", "rs1", f"ip addr del {VIP}/32 dev lo && ip addr add {VIP}/30 dev lo label lo:1",
+     f"ip addr del {VIP}/30 dev lo; ip addr add {VIP}/32 dev lo label lo:1", set()),
     ("arp-cache-holds-rs", "client", "client", "ip neigh replace 10.250.0.200 lladdr 02:d5:a0:00:00:11 dev eth0 "
      "nud permanent", "ip neigh del 10.250.0.200 dev eth0", set()),
     ("dir-keepalived-down", "director", "director", "systemctl stop keepalived",
@@ -136,6 +142,7 @@ FAULTS: list[Fault] = [
 FAULT_IDS = [
     "rs-vip-on-interface", "rs-arp-weak", "rs-arp-boot-override",
     "rs-rp-filter-drops", "rs-return-via-director", "rs-firewall-drops", "rs-ipv6-keep-addr-off",
+    "rs-lo-down", "rs-vip-wide-prefix",
     "arp-cache-holds-rs", "dir-keepalived-down", "dir-rs-missing", "dir-rs-extra", "dir-not-route",
 ]  # fmt: skip
 

@@ -288,3 +288,48 @@ def test_a_director_dropping_a_real_server_that_cannot_answer_is_evidence_not_a_
     out = run.fold_pool_consequences([cause, dropped, other])
     assert [f.id for f in out] == ["rs-vip-missing", "dir-rs-missing"] and out[1] is other
     assert "took it out of the pool" in cause.evidence[-1]
+
+
+LOOP = "\\    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00"
+LO_UP = "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN mode DEFAULT" + LOOP
+LO_DOWN = "1: lo: <LOOPBACK> mtu 65536 qdisc noqueue state DOWN mode DEFAULT" + LOOP
+ETH0 = "2: eth0@if7: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 state UP\\    link/ether 02:d5:a0:00:00:11"
+
+
+ARP_OK = "\n".join(f"/proc/sys/net/ipv4/conf/{i}/{k}:{v}" for i in ("all", "eth0")
+                   for k, v in (("arp_ignore", 1), ("arp_announce", 2)))  # fmt: skip
+
+
+def _lo_facts(link: str, lo_addr: str) -> linux.DoctorFacts:
+    text = (f"@@dsrprov:addr@@\n1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n{lo_addr}\n"
+            f"@@dsrprov:link@@\n{link}\n{ETH0}\n@@dsrprov:sysctl@@\n{ARP_OK}\n@@dsrprov:end@@\n")  # fmt: skip
+    return linux.DoctorFacts(base=linux.parse_probe(text), keep_addr_on_down=1)
+
+
+def test_lo_down_and_a_wide_vip_prefix_are_named_as_the_causes() -> None:
+    vip = "10.250.0.200"
+    host_addr = f"1: lo    inet {vip}/32 scope global lo:1\\       valid_lft forever preferred_lft forever"
+    wide_addr = f"1: lo    inet {vip}/30 scope global lo:1\\       valid_lft forever preferred_lft forever"
+    from dsrprov.connect.linux_facts import parse_link_up
+
+    assert parse_link_up(f"{LO_DOWN}\n{ETH0}") == {"lo": False, "eth0": True}
+    assert ids(linux.findings("rs1", _lo_facts(LO_UP, host_addr), [vip], [], client="")) == []
+    # lo down: the address is still listed, the cause is lo.
+    down = linux.findings("rs1", _lo_facts(LO_DOWN, host_addr), [vip], [], client="")
+    assert ids(down) == ["rs-lo-down"] and "ip link set lo up" in down[0].fix
+    # A /30: the VIP is there, but not as a host address; not "missing" too.
+    wide = linux.findings("rs1", _lo_facts(LO_UP, wide_addr), [vip], [], client="")
+    assert ids(wide) == ["rs-vip-wide-prefix"] and "ip addr del 10.250.0.200/30 dev lo" in wide[0].fix
+    # The DR probe's failure and the director's dropping of the host join the cause.
+    target = drpath.Target("rs1", "10.250.0.11", vip, 80)
+    run._attribute(drpath.Result(target, "timeout", "timed out"), down, None)
+    dropped = Finding("dir-rs-missing", "director", "director: real server rs1 is not in 10.250.0.200:80/tcp", [],
+                      {"rs": "rs1", "vip": vip})  # fmt: skip
+    assert ids(run.fold_pool_consequences([*down, dropped])) == ["rs-lo-down"]
+    assert any("DR probe" in e for e in down[0].evidence) and "took it out" in down[0].evidence[-1]
+
+
+def test_a_linux_host_that_does_not_answer_at_all_gets_a_hint_of_what_that_points_to() -> None:
+    hint = linux.unreachable_hint("unreachable: no answer from 10.250.0.11:22 within 5 s")
+    assert len(hint) == 1 and "wide prefix" in hint[0] and "ip -o addr show dev lo" in hint[0]
+    assert linux.unreachable_hint("unreachable: 10.250.0.11:22: Connection refused") == []

@@ -73,6 +73,7 @@ class LinuxFacts:
     os: str = ""
     addresses: list[Address] = field(default_factory=list)
     macs: dict[str, str] = field(default_factory=dict)  # iface -> MAC
+    link_up: dict[str, bool] = field(default_factory=dict)  # iface -> administratively up (flag UP)
     gateways: list[str] = field(default_factory=list)
     arp: dict[str, dict[str, int]] = field(default_factory=dict)  # iface -> {arp_ignore, arp_announce}
     listeners: list[Listener] = field(default_factory=list)
@@ -168,6 +169,16 @@ def parse_ip_link(text: str) -> dict[str, str]:
     return out
 
 
+def parse_link_up(text: str) -> dict[str, bool]:
+    """``ip -o link show`` lines to {iface: whether its flags hold UP} (lo has no MAC, so apart)."""
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"\d+:\s+([^:\s@]+)(?:@\S+)?:\s+<([^>]*)>", line)
+        if m:
+            out[m.group(1)] = "UP" in m.group(2).split(",")
+    return out
+
+
 def parse_routes(text: str) -> list[str]:
     """Gateways of ``ip -o route show default`` (both families)."""
     return re.findall(r"\bvia\s+(\S+)", text)
@@ -227,6 +238,7 @@ def parse_probe(text: str) -> LinuxFacts:
         os=parse_os_release(s.get("os", "")),
         addresses=parse_ip_addr(s.get("addr", "")),
         macs=parse_ip_link(s.get("link", "")),
+        link_up=parse_link_up(s.get("link", "")),
         gateways=parse_routes(s.get("route", "")),
         arp=parse_arp_sysctls(s.get("sysctl", "")),
         listeners=parse_ss(s.get("listen", "")),

@@ -33,6 +33,14 @@ CATALOGUE: dict[str, Kind] = {
              "dsrprov enroll {host} (puts the inventory's VIPs back and persists them)",
              proof=f"{_DOCTOR_LAB}test_a_missing_vip_is_named_alike_whether_the_real_server_forwards_or_not "
              "[forwarding-off-ipv4], [forwarding-off-ipv6], [forwarding-on-ipv4], [forwarding-on-ipv6]"),
+        Kind("rs-lo-down", ERROR, "lo is down: its addresses stay listed but the kernel no longer takes packets "
+             "for them (and drops IPv6 VIPs unless keep_addr_on_down)",
+             "ip link set lo up on {host}, then dsrprov enroll {host}; find what took it down (ip monitor link)",
+             proof=f"{_LAB}[rs-lo-down]"),
+        Kind("rs-vip-wide-prefix", ERROR, "a VIP is on lo with a prefix wider than /32 (/128): the host takes "
+             "the whole prefix as local and cannot reach its other addresses",
+             "ip addr del {address} dev lo, then dsrprov enroll {host} (puts it back as a host address)",
+             proof=f"{_LAB}[rs-vip-wide-prefix]"),
         Kind("rs-vip-on-interface", ERROR, "a VIP is on a real interface: the host answers ARP/ND for it",
              "ip addr del {vip} dev {iface}, and remove it from that interface's network configuration",
              proof=f"{_LAB}[rs-vip-on-interface]"),

@@ -173,9 +173,20 @@ def findings(
     out: list[Finding] = []
     base = facts.base
     on_lo = base.loopback_vips()
+    # lo itself first: these explain a DR path that fails though the VIPs are there.
+    if base.link_up.get("lo") is False:
+        out.append(Finding("rs-lo-down", host, f"{host}: lo is down: the kernel delivers nothing to its VIPs",
+                           ["ip link show lo: no UP flag (the local routes of lo's addresses are gone)"]))  # fmt: skip
+    wide = {vip: a for vip in vips for a in base.addresses
+            if a.iface == "lo" and _same(vip, a.address) and a.prefix != (32 if a.family == 4 else 128)}  # fmt: skip
+    for vip, a in wide.items():
+        out.append(Finding("rs-vip-wide-prefix", host, f"{host}: VIP {vip} is on lo as /{a.prefix}, not as a host "
+                           "address", [f"lo: {a.address}/{a.prefix}: the host takes every address of that prefix as "
+                                       "its own and cannot reach the others"],
+                           {"vip": vip, "address": f"{a.address}/{a.prefix}"}))  # fmt: skip
     # VIPs: on lo, not elsewhere.
     for vip in vips:
-        if not any(_same(vip, a) for a in on_lo):
+        if vip not in wide and not any(_same(vip, a) for a in on_lo):
             fam = "IPv6" if ":" in vip else "IPv4"
             out.append(Finding("rs-vip-missing", host, f"{host}: {fam} VIP {vip} is not on lo",
                                [f"lo holds: {', '.join(on_lo) or 'no VIP'}"], {"vip": vip}))  # fmt: skip
@@ -234,7 +245,8 @@ def findings(
                                 f"route back to {client}: {facts.route_back}"],
                                {"iface": iface, "vip": vip}))  # fmt: skip
             continue
-        cause = next((f for f in out if f.id == "rs-vip-missing" and f.values.get("vip") == vip), None)
+        cause = next((f for f in out if f.id in ("rs-lo-down", "rs-vip-wide-prefix")
+                      or (f.id == "rs-vip-missing" and f.values.get("vip") == vip)), None)  # fmt: skip
         if cause is not None:
             cause.evidence.append(evidence)
             continue
@@ -264,6 +276,20 @@ def findings(
             )
         )
     return out
+
+
+def unreachable_hint(reason: str) -> list[str]:
+    """What a Linux real server that does not answer at all points to. A
+    timeout (no refusal) fits a host that cannot reply: with a VIP put on lo
+    with a wide prefix that covers the controller's address, the host takes
+    the replies for itself (doctor's own causes, which it cannot read now)."""
+    if "no answer" not in reason and "timed out" not in reason:
+        return []
+    return [
+        "what this points to: nothing answers, not even a refusal: the host is down, a firewall drops SSH, or the "
+        "host cannot reply: a VIP on lo with a wide prefix covering the controller's address keeps the replies on "
+        "the host (rs-vip-wide-prefix); from its console: ip -o addr show dev lo; ip link show lo"
+    ]
 
 
 def rp_filter_cause(facts: DoctorFacts, iface: str, verdict: str) -> bool:

@@ -108,7 +108,8 @@ def diagnose(inv: Inventory, names: list[str], opts: ConnOptions, *, parallel: i
             try:
                 facts[name] = fut.result()
             except DsrError as exc:
-                report.findings.append(Finding("probe-failed", name, f"{name}: {exc.reason}", [exc.reason]))
+                hint = linux_doctor.unreachable_hint(exc.reason) if inv.host(name).os != "windows" else []
+                report.findings.append(Finding("probe-failed", name, f"{name}: {exc.reason}", [exc.reason, *hint]))
         host_by_name = {h.name: h for h in hosts}
         per_host: dict[str, list[Finding]] = {}
         for name, f in facts.items():
@@ -257,7 +258,7 @@ def _cache_findings(cache: dict[str, str], rs_macs: dict[str, str], vantage: str
 # DSR-path health check (dsr_director_check: dsr_path, the default) each of them
 # also takes the real server out of that VIP's pool.
 _BREAKS_DSR_PATH = {"rs-vip-missing", "rs-service-not-on-vip", "rs-rp-filter-drops", "rs-firewall-drops",
-                    "rs-dr-path-fails", "rs-return-via-director"}  # fmt: skip
+                    "rs-dr-path-fails", "rs-return-via-director", "rs-lo-down", "rs-vip-wide-prefix"}  # fmt: skip
 
 
 def fold_pool_consequences(findings: list[Finding]) -> list[Finding]:
@@ -269,7 +270,8 @@ def fold_pool_consequences(findings: list[Finding]) -> list[Finding]:
     out = []
     for f in findings:
         key = (f.values.get("rs", ""), _norm(f.values.get("vip")))
-        cause = causes.get(key) if f.id == "dir-rs-missing" else None
+        # A cause with no VIP (lo down) explains every VIP of its host.
+        cause = (causes.get(key) or causes.get((key[0], None))) if f.id == "dir-rs-missing" else None
         if cause is None:
             out.append(f)
         else:
@@ -307,8 +309,8 @@ def _attribute(result: drpath.Result, found: list[Finding], facts: Any) -> None:
                 )
             )
         return
-    vip_ids = {"rs-vip-missing", "rs-service-not-on-vip", "rs-rp-filter-drops", "rs-return-via-director",
-               "rs-dr-path-fails"}  # fmt: skip
+    vip_ids = {"rs-lo-down", "rs-vip-wide-prefix", "rs-vip-missing", "rs-service-not-on-vip",
+               "rs-rp-filter-drops", "rs-return-via-director", "rs-dr-path-fails"}  # fmt: skip
     for f in found:
         if f.id in vip_ids and (f.values.get("vip") in (t.vip, None) or f.id == "rs-return-via-director"):
             f.evidence.append(evidence)
