@@ -8,7 +8,7 @@ export CONTAINERS_CONF ?= $(CURDIR)/lab/containers.conf
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 COLLECTION := src/ansible_collections/dsrprov/dsr
 
-.PHONY: setup image demo test lint unit integration integration-extended sanity molecule bench bench-fleet bench-reliability lab-down clean
+.PHONY: setup image demo test lint unit integration integration-extended sanity molecule bench bench-fleet bench-reliability lab-up lab-down clean
 
 setup:
 	@sh lab/setup.sh
@@ -17,7 +17,7 @@ image: setup
 	@sh lab/image/build.sh
 
 demo: setup
-	@$(BIN)/python -m dsrprov.lab.demo
+	@$(BIN)/python -m dsrprov_lab.demo
 
 lint: setup
 	$(BIN)/ruff check src tests lab
@@ -70,8 +70,12 @@ bench-reliability: setup
 bench-fleet: image
 	@$(BIN)/python lab/bench_fleet.py
 
+# The lab is test and demo equipment (src/dsrprov_lab, not in the wheel).
+lab-up: image
+	@$(BIN)/python -m dsrprov_lab up
+
 lab-down: setup
-	@$(BIN)/dsrprov lab down
+	@$(BIN)/python -m dsrprov_lab down
 
 clean: lab-down
 	rm -rf inventories/lab/.state

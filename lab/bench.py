@@ -12,9 +12,9 @@ import statistics
 import sys
 from pathlib import Path
 
-from dsrprov import lab as labmod
-from dsrprov.lab.proof import Roles, path_report
+import dsrprov_lab as labmod
 from dsrprov.run import playbook as pb
+from dsrprov_lab.proof import Roles, path_report
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dsrprov import lab as labmod  # noqa: E402
+import dsrprov_lab as labmod  # noqa: E402
 from dsrprov.model.inventory import Inventory  # noqa: E402
 
 RUNS = int(os.environ.get("DSRPROV_BENCH_RUNS", "5"))
@@ -40,7 +40,7 @@ def timed(*args: str) -> tuple[float, int]:
 def main() -> int:
     the_lab = labmod.load_lab()
     if not all(labmod.status(the_lab).values()):
-        print("the lab is not up: run `dsrprov lab up` first", file=sys.stderr)
+        print("the lab is not up: run `make lab-up` first", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         inv = Path(tmp) / "hosts.yml"

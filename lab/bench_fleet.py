@@ -1,7 +1,7 @@
 """Fleet benchmark: dsrprov against the floor, side by side, on N lab real servers.
 
 For each N (default 8 and 32; DSRPROV_BENCH_SIZES="8 32"), on a fleet lab of
-N real servers (`dsrprov lab up --realservers N`, brought up here):
+N real servers (`python -m dsrprov_lab up --realservers N`, brought up here):
 
 - floor: one SSH session per host, all at once, doing the same host changes as
   the role (sysctl file and live keys, the VIPs on lo, a unit written and
@@ -34,7 +34,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from dsrprov import lab as labmod
+import dsrprov_lab as labmod
 from dsrprov.model.inventory import Inventory
 from dsrprov.run import playbook as pb
 

@@ -34,12 +34,12 @@ from pathlib import Path
 
 import yaml
 
-from dsrprov import lab as labmod
-from dsrprov.lab import pair
-from dsrprov.lab.load import Load, LoadResult
-from dsrprov.lab.proof import Roles
+import dsrprov_lab as labmod
 from dsrprov.model.inventory import Inventory
 from dsrprov.run import playbook as pb
+from dsrprov_lab import pair
+from dsrprov_lab.load import Load, LoadResult
+from dsrprov_lab.proof import Roles
 
 SCENARIOS = ("unenroll", "enroll", "noop", "site-leave", "site-join", "rs-stopped", "rs-reboot", "director-killed")
 

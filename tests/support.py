@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from dsrprov.model.inventory import Inventory
-from dsrprov.paths import checkout_root, lab_inventory
 from dsrprov.run import playbook as pb
+from dsrprov_lab.paths import checkout_root, lab_inventory
 
 ROOT = checkout_root()
 

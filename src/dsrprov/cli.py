@@ -7,19 +7,16 @@ import contextlib
 import getpass
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, NoReturn
 
 from dsrprov.errors import (
     EXIT_CODES_HELP,
-    EXIT_FAILED,
     EXIT_OK,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     DsrError,
-    LabError,
     UsageError,
     worst,
 )
@@ -29,34 +26,6 @@ if TYPE_CHECKING:
     from dsrprov import enroll
     from dsrprov.connect.probe import ConnOptions
     from dsrprov.model.inventory import Inventory
-
-# Kept for callers of the first version of this module.
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE", "build_parser", "main"]
-
-
-def _lab(args: argparse.Namespace) -> int:
-    # Test and demo equipment, imported only for `dsrprov lab`.
-    from dsrprov import lab
-
-    inventory = lab.fleet_inventory(args.realservers) if args.realservers else None
-    the_lab = lab.load_lab(inventory)
-    if args.action == "up":
-        start = time.monotonic()
-        lab.up(the_lab)
-        names = [h.name for h in the_lab.hosts if not h.is_spare]  # a spare starts on demand only
-        shown = ", ".join(names) if len(names) <= 6 else f"{len(names)} hosts ({names[0]} ... {names[-1]})"
-        print(f"lab up in {time.monotonic() - start:.0f} s: {shown} on network {the_lab.network}")
-        if inventory is not None:
-            print(f"inventory: {inventory} (ansible-playbook -i it, or DSRPROV_LAB_INVENTORY={inventory})")
-    elif args.action == "down":
-        lab.down(the_lab)
-        print("lab down")
-    else:
-        states = lab.status(the_lab)
-        for name, running in states.items():
-            print(f"{name:10} {'running' if running else 'stopped'}")
-        return EXIT_OK if all(states.values()) else EXIT_FAILED
-    return EXIT_OK
 
 
 def version() -> str:
@@ -419,16 +388,6 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_options(p, accept_new=False)
     p.set_defaults(func=_doctor)
 
-    p_lab = sub.add_parser("lab", help="the built-in local lab (podman containers)")
-    p_lab.add_argument("action", choices=["up", "down", "status"])
-    p_lab.add_argument(
-        "--realservers",
-        type=int,
-        metavar="N",
-        help="a fleet lab of N real servers and a client on a network of its own (no director), "
-        "its inventory generated under the lab's .state",
-    )
-    p_lab.set_defaults(func=_lab)
     return parser
 
 
@@ -439,9 +398,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DsrError as exc:
         print(exc.line(), file=sys.stderr)
         return exc.exit_code
-    except LabError as exc:
-        print(f"dsrprov: {exc}", file=sys.stderr)
-        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # e.g. piped into head

@@ -50,7 +50,3 @@ class ConnectError(DsrError):
 
 class FailedError(DsrError):
     exit_code = EXIT_FAILED
-
-
-class LabError(RuntimeError):
-    """Something in the local lab failed; the message says what (and where to look)."""

@@ -1,11 +1,9 @@
 """Where dsrprov's files are.
 
-Two kinds of place:
-- the collection ``dsrprov.dsr`` (roles, modules, plugins, playbooks), which
-  ships inside the package and is found through Python's import system, so
-  that an installed ``dsrprov`` works from any directory;
-- a dsrprov checkout (the lab's scripts and images, its inventory), needed
-  only by the lab, the demo and the tests.
+The collection ``dsrprov.dsr`` (roles, modules, plugins, playbooks) ships
+inside the package and is found through Python's import system, so that an
+installed ``dsrprov`` works from any directory; the inventory is the user's.
+The lab's places (a checkout) are dsrprov_lab.paths'.
 """
 
 from __future__ import annotations
@@ -34,18 +32,6 @@ def collections_root() -> Path:
     return collection_dir().parents[2]
 
 
-def checkout_root() -> Path:
-    """A dsrprov checkout: ``DSRPROV_HOME``, else the one this package runs from."""
-    env = os.environ.get("DSRPROV_HOME")
-    root = Path(env) if env else Path(__file__).resolve().parents[2]
-    if not (root / "lab" / "setup.sh").is_file():
-        raise UsageError(
-            f"the lab needs a dsrprov checkout, and {root} is none: set DSRPROV_HOME to one (a pip install "
-            "carries the roles and the CLI, not the lab)"
-        )
-    return root
-
-
 def user_inventory(given: str | None) -> Path:
     """The inventory a command works on: ``-i``, else ``DSRPROV_INVENTORY``.
 
@@ -57,16 +43,3 @@ def user_inventory(given: str | None) -> Path:
     from dsrprov.model.inventory import resolve_path
 
     return resolve_path(chosen)
-
-
-def lab_inventory() -> Path:
-    """The lab's inventory; ``DSRPROV_LAB_INVENTORY`` names another lab."""
-    env = os.environ.get("DSRPROV_LAB_INVENTORY")
-    return Path(env).resolve() if env else checkout_root() / "inventories" / "lab" / "hosts.yml"
-
-
-def lab_state_dir(inventory: Path | None = None) -> Path:
-    """A lab's generated files (SSH key pair, known_hosts), next to its inventory.
-
-    Never committed (.gitignore)."""
-    return (inventory or lab_inventory()).parent / ".state"

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dsrprov import lab as labmod
+import dsrprov_lab as labmod
 
 
 @pytest.fixture(scope="session")

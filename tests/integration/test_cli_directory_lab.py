@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dsrprov import lab as labmod
+import dsrprov_lab as labmod
 from dsrprov.model.inventory import Inventory
 from tests.integration.test_cli_lab import copy_lab_inventory, ipvs_pool, run
 from tests.support import run_playbook

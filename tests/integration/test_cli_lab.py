@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dsrprov import lab as labmod
+import dsrprov_lab as labmod
 from dsrprov.model.inventory import Inventory
 from tests.support import run_playbook
 

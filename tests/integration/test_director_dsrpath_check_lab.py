@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from dsrprov import lab as labmod
+import dsrprov_lab as labmod
 from dsrprov.model.inventory import Inventory
-from dsrprov.paths import lab_inventory
+from dsrprov_lab.paths import lab_inventory
 from tests.support import lab_vips, run_playbook
 
 # In `make integration-extended`, not in `make test`: CI has 90 minutes on 2 cores.

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from dsrprov import lab as labmod
+import dsrprov_lab as labmod
 from tests.support import ROOT, run_playbook
 
 pytestmark = pytest.mark.lab

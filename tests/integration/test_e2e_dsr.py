@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 
-from dsrprov import lab as labmod
-from dsrprov.lab.proof import Roles, arp_replies, failover, http_get, path_report
+import dsrprov_lab as labmod
+from dsrprov_lab.proof import Roles, arp_replies, failover, http_get, path_report
 from tests.support import lab_vips, run_playbook
 
 pytestmark = pytest.mark.lab

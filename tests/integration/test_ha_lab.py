@@ -2,7 +2,7 @@
 director pair fails over within VRRP's bound with a download surviving it.
 
 The client sends one request to the VIP every 50 ms, a new connection each,
-2 s for each (dsrprov.lab.load); everything it sees is counted. The pair is
+2 s for each (dsrprov_lab.load); everything it sees is counted. The pair is
 the lab's director and its spare VM, started here and stopped at the end:
 the lab is left as the other tests expect it (one director, static VIPs).
 lab/bench_reliability.py runs the same scenarios more often and prints the
@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from dsrprov import lab as labmod
-from dsrprov.lab import pair
-from dsrprov.lab.load import Load
-from dsrprov.lab.proof import Roles
+import dsrprov_lab as labmod
+from dsrprov_lab import pair
+from dsrprov_lab.load import Load
+from dsrprov_lab.proof import Roles
 from tests.support import lab_vips, run_playbook
 
 pytestmark = pytest.mark.lab
 
-ADVERT_INT = 1.0  # the pair's VRRP advert_int (dsrprov.lab.pair_inventory)
+ADVERT_INT = 1.0  # the pair's VRRP advert_int (dsrprov_lab.pair_inventory)
 BACKUP_PRIORITY = 249
 
 

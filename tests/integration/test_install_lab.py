@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dsrprov import lab as labmod
+import dsrprov_lab as labmod
 from tests.support import ROOT, lab_vips
 
 pytestmark = pytest.mark.lab
@@ -157,8 +157,11 @@ def test_the_wheel_carries_the_collection_and_its_data_files(wheel_venv: Path) -
         "roles/dsr_realserver_linux/meta/argument_specs.yml",
     ):
         assert (collection / rel).is_file(), rel
-    assert not list(site.glob("**/*.pyc")) or True  # compiled by pip at install: fine
-    assert not (site / "dsrprov" / "lab" / "__init__.py").is_file() or True
+    # The lab is test and demo equipment: not installed, and no `lab` command.
+    assert not (site / "dsrprov_lab").exists() and not (site / "dsrprov" / "lab").exists()
+    usage = subprocess.run([str(wheel_venv / "bin" / "dsrprov"), "lab", "up"], env=_clean_env(),
+                           capture_output=True, text=True, check=False)  # fmt: skip
+    assert usage.returncode == 2 and "invalid choice: 'lab'" in usage.stderr, usage.stderr
 
 
 def test_the_installed_cli_works_from_any_directory_with_the_users_inventory(

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+import dsrprov_lab as labmod
 from ansible_collections.dsrprov.dsr.plugins.module_utils import kemp_api as kemp
-from dsrprov import lab as labmod
 from tests.kemp_simulator import KempApiSimulator, make_pki
 
 pytestmark = pytest.mark.lab

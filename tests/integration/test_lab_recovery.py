@@ -1,4 +1,4 @@
-"""`dsrprov lab up` is idempotent and recovers from the half states an
+"""`make lab-up` is idempotent and recovers from the half states an
 interrupted run leaves: a VM killed with its known_hosts gone, a container
 stopped. Runs on the shared lab; the director comes back clean (no
 keepalived config), so later tests configure it again."""
@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from dsrprov import lab as labmod
+import dsrprov_lab as labmod
 
 pytestmark = pytest.mark.lab
 

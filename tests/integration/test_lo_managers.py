@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from dsrprov import lab as labmod
+import dsrprov_lab as labmod
 from dsrprov.checks.verify import parse_arping, parse_ndisc6
 from dsrprov.run.playbook import PlaybookRun
 from tests.support import ROOT, run_playbook

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from dsrprov import lab as labmod
+import dsrprov_lab as labmod
 from tests.support import run_playbook
 
 pytestmark = pytest.mark.lab

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dsrprov import lab as labmod
+import dsrprov_lab as labmod
 from tests.integration.test_realserver_linux_vlan_lab import linux_lab, play, sh
 
 # In `make integration-extended`, not in `make test`: CI has 90 minutes on 2 cores.

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from dsrprov import lab as labmod
+import dsrprov_lab as labmod
 from dsrprov.run.playbook import PlaybookRun
 from tests.integration.test_realserver_linux_lab import recap
 from tests.support import ROOT, run_playbook

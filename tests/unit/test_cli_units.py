@@ -14,8 +14,8 @@ from dsrprov.connect.linux_facts import Listener, parse_probe
 from dsrprov.enroll import parse_hosts_file, preflight
 from dsrprov.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, UsageError, worst
 from dsrprov.model.inventory import Inventory
-from dsrprov.paths import checkout_root as project_root
 from dsrprov.run.playbook import Scrubber, hosts_of, message
+from dsrprov_lab.paths import checkout_root as project_root
 
 DATA = Path(__file__).parents[1] / "data" / "linux"
 SERVICES = [{"name": "web", "vip": "10.250.2.200", "port": 80, "protocol": "tcp"}]

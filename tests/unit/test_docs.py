@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from dsrprov.paths import checkout_root as project_root
+from dsrprov_lab.paths import checkout_root as project_root
 from tests.support import venv_bin
 
 

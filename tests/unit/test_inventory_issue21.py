@@ -26,8 +26,8 @@ from dsrprov.connect import ssh
 from dsrprov.connect.probe import ConnOptions
 from dsrprov.errors import DsrError, UsageError
 from dsrprov.model.inventory import Inventory
-from dsrprov.paths import checkout_root as project_root
 from dsrprov.report import HostReport
+from dsrprov_lab.paths import checkout_root as project_root
 
 CORPUS = Path(__file__).parents[1] / "data" / "inventories"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dsrprov.lab import preflight as labcheck
+from dsrprov_lab import preflight as labcheck
 
 # `ip -o -4 addr show dev podman1` with netavark, and with CNI on an --internal network.
 IP_NETAVARK = "5: podman1    inet 10.250.0.1/24 brd 10.250.0.255 scope global podman1\\       valid_lft forever"
@@ -95,7 +95,7 @@ def test_free_disk() -> None:
 def _lab_with(tmp_path: Path, **rs1: str) -> Path:
     import yaml
 
-    from dsrprov.paths import checkout_root
+    from dsrprov_lab.paths import checkout_root
 
     doc = yaml.safe_load((checkout_root() / "inventories" / "lab" / "hosts.yml").read_text())
     entry = doc["all"]["children"]["dsr_realservers"]["children"]["dsr_realservers_linux"]["hosts"]["rs1"]
@@ -126,8 +126,8 @@ def test_a_lab_host_without_its_own_address_or_mac_is_refused_in_one_line(
     # Seen: an unenroll/enroll round trip dropped lab_ip6 and lab_mac, and lab up
     # ran `podman run --ip6 "" --mac-address ""`: podman gave rs1 the director's
     # IPv6 address. load_lab refuses before anything starts.
-    from dsrprov import lab as labmod
-    from dsrprov.errors import LabError
+    import dsrprov_lab as labmod
+    from dsrprov_lab.errors import LabError
 
     with pytest.raises(LabError) as err:
         labmod.load_lab(_lab_with(tmp_path, **change))
@@ -136,7 +136,7 @@ def test_a_lab_host_without_its_own_address_or_mac_is_refused_in_one_line(
 
 
 def test_the_lab_sets_forwarding_explicitly_off_unless_asked_for_real_servers(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dsrprov import lab as labmod
+    import dsrprov_lab as labmod
 
     lab = labmod.load_lab()
     rs1, client = lab.host("rs1"), lab.host("client")

@@ -86,7 +86,7 @@ def read_record(path: str) -> Dict[str, Any]:
 
 class Persist:
     """The manager's part of a change plan: its steps go into CHANGE; its diff
-    is one text (as the single-purpose module showed it)."""
+    is one text (one file per manager, shown by check mode and --diff)."""
 
     def __init__(self, change: ChangePlan, module: Any, state: LoState) -> None:
         self.change = change

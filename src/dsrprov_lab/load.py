@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from dsrprov import lab as labmod
+import dsrprov_lab as labmod
 
 # Runs in the client container (Python 3 of the lab image, standard library).
 # Reading stdin to its end is the stop signal: the controller closes it.

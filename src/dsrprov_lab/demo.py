@@ -12,11 +12,11 @@ import sys
 import time
 from collections import Counter
 
-from dsrprov import lab as labmod
-from dsrprov.lab.proof import Roles, arp_replies, path_report
+import dsrprov_lab as labmod
 from dsrprov.model.inventory import Inventory
-from dsrprov.paths import checkout_root as project_root
 from dsrprov.run import playbook as pb
+from dsrprov_lab.paths import checkout_root as project_root
+from dsrprov_lab.proof import Roles, arp_replies, path_report
 
 
 def run_site(inventory: str) -> tuple[str, dict[str, int], float]:

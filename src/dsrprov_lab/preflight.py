@@ -67,7 +67,7 @@ def bridge_address(bridge: str, ip_addr_output: str, gateway: str) -> Problem | 
     if not bridge:
         return Problem(
             "podman names no bridge for the lab network",
-            "dsrprov lab down, then dsrprov lab up (the network is made again)",
+            "make lab-down, then make lab-up (the network is made again)",
         )
     for line in ip_addr_output.splitlines():
         words = line.split()
@@ -75,7 +75,7 @@ def bridge_address(bridge: str, ip_addr_output: str, gateway: str) -> Problem | 
             return None
     return Problem(
         f"this host has no address {gateway} on the lab bridge {bridge}, so it cannot reach the lab",
-        "dsrprov lab down; check that podman uses netavark (podman info), then dsrprov lab up",
+        "make lab-down; check that podman uses netavark (podman info), then make lab-up",
     )
 
 
@@ -85,7 +85,7 @@ def reaches(host: str, address: str, connected: bool) -> Problem | None:
         return None
     return Problem(
         f"this host does not reach lab host {host} at {address} over the lab bridge",
-        "look for a firewall on this host that drops traffic on the podman bridge, then dsrprov lab up",
+        "look for a firewall on this host that drops traffic on the podman bridge, then make lab-up",
     )
 
 

@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dsrprov import lab as labmod
-from dsrprov.lab.load import Load, LoadResult
-from dsrprov.lab.proof import capture
+import dsrprov_lab as labmod
 from dsrprov.run import playbook as pb
+from dsrprov_lab.load import Load, LoadResult
+from dsrprov_lab.proof import capture
 
 
 def holds(director: labmod.LabHost, vip: str) -> bool:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from dsrprov import lab as labmod
+import dsrprov_lab as labmod
 from dsrprov.checks.dsrpath import PathReport, analyse
 from dsrprov.checks.pcap import read_frames
 from dsrprov.checks.verify import parse_arping
