@@ -11,6 +11,12 @@ the client went without an answer.
   site-join          site.yml after rs1's dsr_vips got it back (3 runs)
   rs-stopped         rs1's web service stopped for 12 s, then started
   rs-reboot          rs1 shut down, down for 15 s, booted again
+  vip-lost-dsr-path  the IPv4 VIP removed from rs1's lo for 15 s (a DSR
+                     blackhole: rs1's real address still answers), with the
+                     director's DSR-path check (the default): rs1 leaves the
+                     pool after the check's detection window
+  vip-lost-real-address   the same with dsr_director_check=real_address: rs1
+                     stays in the pool and every request sent to it is lost
   director-killed    the master of a VRRP pair killed (its QEMU, SIGKILL), with a
                      slow download running across it; then the killed director
                      comes back (a fresh VM configured by site.yml)
@@ -29,6 +35,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,7 +48,18 @@ from dsrprov_lab import pair
 from dsrprov_lab.load import Load, LoadResult
 from dsrprov_lab.proof import Roles
 
-SCENARIOS = ("unenroll", "enroll", "noop", "site-leave", "site-join", "rs-stopped", "rs-reboot", "director-killed")
+SCENARIOS = (
+    "unenroll",
+    "enroll",
+    "noop",
+    "site-leave",
+    "site-join",
+    "rs-stopped",
+    "rs-reboot",
+    "vip-lost-dsr-path",
+    "vip-lost-real-address",
+    "director-killed",
+)
 
 
 @dataclass
@@ -147,6 +165,45 @@ def run_rs_stopped(roles: Roles, vip: str, row: Row) -> None:
         time.sleep(10)
     result = load.result
     row.add(result, True, _window(result))
+
+
+def rs1_in_ipvs(roles: Roles, vip: str, rs1: labmod.LabHost) -> bool:
+    out = labmod.lab_exec(roles.director, "ipvsadm", "-Ln", "-t", f"{vip}:80", check=False)
+    return f"{rs1.ip}:80" in out
+
+
+def seconds_until(predicate: Callable[[], bool], timeout: float) -> float | None:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(0.25)
+    return None
+
+
+def run_vip_lost(roles: Roles, inventory: Path, vip: str, check: str, row: Row) -> None:
+    """rs1 loses its IPv4 VIP for 15 s under load, with the director's CHECK."""
+    rs1 = next(h for h in roles.realservers if h.name == "rs1")
+    done = pb.run(inventory, "--limit", roles.director.name, "-e", f"dsr_director_check={check}")
+    if done.returncode != 0:
+        row.notes.append(f"site.yml with dsr_director_check={check} failed")
+        return
+    seconds_until(lambda: rs1_in_ipvs(roles, vip, rs1), 30)
+    # The guard would put the VIP back within a second: this measures the director.
+    labmod.lab_exec(rs1, "sh", "-c", "systemctl stop dsrprov-guard.service 2>/dev/null || true")
+    with Load(roles.client, vip) as load:
+        time.sleep(2)
+        load.mark("VIP removed from rs1")
+        labmod.lab_exec(rs1, "ip", "addr", "del", f"{vip}/32", "dev", "lo")
+        out = seconds_until(lambda: not rs1_in_ipvs(roles, vip, rs1), 15)
+        time.sleep(max(0.0, 15 - (out or 15)))
+        load.mark("VIP back on rs1")
+        labmod.lab_exec(rs1, "ip", "addr", "add", f"{vip}/32", "dev", "lo", "label", "lo:1")
+        back = seconds_until(lambda: rs1_in_ipvs(roles, vip, rs1), 30) if out is not None else 0.0
+        time.sleep(3)
+    labmod.lab_exec(rs1, "sh", "-c", "systemctl start dsrprov-guard.service 2>/dev/null || true")
+    left = f"rs1 out of the pool {out:.1f} s after the VIP went" if out is not None else "rs1 stayed in the pool"
+    row.add(load.result, True, f"{left}, back {back or 0:.1f} s after it returned")
 
 
 def run_rs_reboot(roles: Roles, vip: str, row: Row) -> None:
@@ -306,6 +363,14 @@ def main() -> int:
         say("rs-reboot")
         run_rs_reboot(roles, vip, rows["rs-reboot"])
         say(f"  {rows['rs-reboot'].per_run[-1]}")
+    for check in ("dsr-path", "real-address"):
+        if f"vip-lost-{check}" in only:
+            for i in range(args.runs):
+                say(f"vip-lost-{check} run {i + 1}")
+                run_vip_lost(roles, inventory, vip, check.replace("-", "_"), rows[f"vip-lost-{check}"])
+                say(f"  {rows[f'vip-lost-{check}'].per_run[-1]}")
+    if {"vip-lost-dsr-path", "vip-lost-real-address"} & set(only):
+        pb.run(inventory, "--limit", roles.director.name)  # the inventory's check again
     if "director-killed" in only:
         say("director-killed")
         try:

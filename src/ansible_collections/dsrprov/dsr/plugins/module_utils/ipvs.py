@@ -22,7 +22,7 @@ PROC = "/proc/net/ip_vs"
 
 def _address(text: str) -> tuple[str, int]:
     """``("10.253.0.200", 80)`` from ``0AFD00C8:0050`` or ``[fd42:...:0200]:0050``."""
-    host, _, port = text.rpartition(":")
+    host, _sep, port = text.rpartition(":")
     addr = ipaddress.ip_address(host.strip("[]")) if host.startswith("[") else ipaddress.ip_address(int(host, 16))
     return str(addr), int(port, 16)
 
@@ -75,7 +75,7 @@ def read(path: str = PROC) -> list[dict[str, Any]]:
 
 def key(protocol: str, vip: str, port: int) -> tuple[str, str, int]:
     """A service's key, its address in canonical form."""
-    return (str(protocol).lower(), str(ipaddress.ip_address(str(vip).split("/")[0])), int(port))
+    return (str(protocol).lower(), str(ipaddress.ip_address(str(vip).split("/", maxsplit=1)[0])), int(port))
 
 
 def index(services: list[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, dict[str, Any]]]:

@@ -70,7 +70,7 @@ def ipvs_services(path="/proc/net/ip_vs"):
         parts = line.split()
         if len(parts) < 2 or parts[0] not in ("TCP", "UDP"):
             continue
-        host, _, port = parts[1].rpartition(":")
+        host, _sep, port = parts[1].rpartition(":")
         try:
             if host.startswith("["):
                 vip = ipaddress.ip_address(host.strip("[]"))

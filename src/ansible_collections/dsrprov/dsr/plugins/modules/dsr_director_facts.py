@@ -92,23 +92,7 @@ config_present:
   description: Whether the configuration file exists.
   returned: always
   type: bool
-config_python3:
-  description: Path of python3, "" if not installed (the DSR-path probe needs it).
-  returned: always
-  type: str
-netns:
-  description: Whether the kernel has network namespaces.
-  returned: always
-  type: bool
-macvlan:
-  description: Whether the kernel has macvlan (loaded, built in, or a module to load).
-  returned: always
-  type: bool
-probe_present:
-  description: Whether the DSR-path probe's configuration file or namespace exists.
-  returned: always
-  type: bool
-managed:
+config_managed:
   description: Whether the configuration file was written by dsrprov.
   returned: always
   type: bool
@@ -212,7 +196,7 @@ def sysctls_ok(path, wanted):
     in_file = {}
     for line in lines:
         if line.strip() and not line.lstrip().startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
+            key, _sep, value = line.partition("=")
             in_file[key.strip()] = value.strip()
     want = dict((str(k), str(v).strip()) for k, v in wanted.items())
     if in_file != want:

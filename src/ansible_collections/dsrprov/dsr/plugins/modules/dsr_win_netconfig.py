@@ -37,7 +37,9 @@ options:
     elements: str
     default: []
   loopback_name:
-    description: Name of the KM-TEST loopback adapter (after dsr_win_loopback's rename), used in messages and, with C(state=absent), to find it when O(loopback_interface_guid) is empty.
+    description:
+      - Name of the KM-TEST loopback adapter (after dsr_win_loopback's rename), used in messages and, with
+        C(state=absent), to find it when O(loopback_interface_guid) is empty.
     type: str
     default: loopback
   loopback_interface_guid:

@@ -103,9 +103,10 @@ def probe_plan(
     taken = {str(ipaddress.ip_address(a["address"])) for a in addresses}
     taken |= set(served) | {vip for vips in served.values() for vip in vips}
     for key in ("address", "address6"):
-        if config[key] and config[key].split("/")[0] in taken:
+        address = config[key].split("/", maxsplit=1)[0] if config[key] else ""
+        if address and address in taken:
             raise ProbeError(
-                f"dsr_director_probe_{key}: {config[key].split('/')[0]} is already in use "
+                f"dsr_director_probe_{key}: {address} is already in use "
                 "(the director's, a VIP or a real server's); the probe needs an address of its own"
             )
     marks: dict[tuple[int, int], str] = {}
