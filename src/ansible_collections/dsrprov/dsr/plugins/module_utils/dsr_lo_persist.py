@@ -349,7 +349,7 @@ def reload_networkd(module: Any, network_file: str) -> None:
             os.utime(network_file, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
-def regenerate_netplan(module: Any, state: LoState, ip: str) -> None:
+def regenerate_netplan(module: Any, state: LoState, ip: str, wanted: List[str]) -> None:
     """Render netplan's configuration again and make networkd load it: lo is
     reconfigured (with 252 eth0 as well: its reload reconfigures every link,
     seen in the lab; netplan apply would also restart networkd).
@@ -359,6 +359,14 @@ def regenerate_netplan(module: Any, state: LoState, ip: str) -> None:
     run(module, ["netplan", "generate"])
     if state.networkd_active:
         run(module, ["networkctl", "reload"])
+    if state.networkd_active and wanted and os.path.exists("/run/systemd/network/10-netplan-lo.network"):
+        # networkd puts the VIPs on lo after reload returns: wait for them (3 s
+        # at most), or the next step's own `ip addr add` races it.
+        for _ in range(30):
+            out = run(module, [ip, "-o", "addr", "show", "dev", "lo"])
+            if all(" %s " % host_prefix(v) in out for v in wanted):
+                break
+            time.sleep(0.1)
     if state.networkd_active and not os.path.exists("/run/systemd/network/10-netplan-lo.network"):
         for _ in range(20):  # networkd lets go of lo after reload returns
             out = run(module, [ip, "-o", "addr", "show", "dev", "lo"])
@@ -426,7 +434,7 @@ def plan(
     if content is not None or NETPLAN_FILE in record.get("netplan_files", []):
 
         def regenerate() -> None:
-            regenerate_netplan(module, state, ip_command)
+            regenerate_netplan(module, state, ip_command, wanted)
 
         if p_.file(NETPLAN_FILE, content, 0o600, reload=regenerate if state.netplan_owns else None):
             p_.step("netplan generate, networkctl reload", regenerate)
