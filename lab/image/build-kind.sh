@@ -54,8 +54,9 @@ done
 install -m 0755 "$here/lab-netconfig.sh" "$root/usr/local/sbin/dsrprov-lab-netconfig"
 case $manager in
   networkmanager) before=NetworkManager.service ;;
-  networkd) before=systemd-networkd.service
-    # As an admin would: systemctl works offline in a chroot.
+  networkd|netplan) before=systemd-networkd.service
+    # As an admin would (netplan's renderer here is networkd, as on Ubuntu
+    # servers): systemctl works offline in a chroot.
     chroot "$root" systemctl enable --quiet systemd-networkd.service ;;
   ifupdown) before=networking.service
     printf '%s\n' '# The loopback network interface (as Debian'"'"'s installer writes it)' \

@@ -3,7 +3,7 @@
 # the manager's own static configuration of eth0 with the addresses podman
 # gave the container, as an installer would have written it, so that the
 # manager really manages eth0 (and keeps the same addresses: SSH stays up).
-# Usage: dsrprov-lab-netconfig MANAGER   (networkmanager | networkd | ifupdown)
+# Usage: dsrprov-lab-netconfig MANAGER   (networkmanager | networkd | netplan | ifupdown)
 set -eu
 manager=$1
 v4=$(ip -o -4 addr show dev eth0 scope global | awk '{print $4}')
@@ -31,6 +31,24 @@ case $manager in
       for a in $v4 $v6; do echo "Address=$a"; done
     } >"$file.tmp"
     mv "$file.tmp" "$file"
+    ;;
+  netplan)
+    # As cloud-init writes it on an Ubuntu cloud image (static here: the lab
+    # has no DHCP; by name, not "match: macaddress": netplan renders that as
+    # PermanentMACAddress=, which a veth has none of), then rendered:
+    # netplan's systemd generator ran before this file existed.
+    file=/etc/netplan/50-cloud-init.yaml
+    [ -e "$file" ] && exit 0
+    umask 077
+    {
+      printf '%s\n' '# This file is generated from information provided by the datasource.  Changes' \
+        '# to it will not persist across an instance reboot.  (dsrprov lab: as cloud-init writes it.)' \
+        'network:' '    version: 2' '    ethernets:' '        eth0:' \
+        '            accept-ra: false' '            addresses:'
+      for a in $v4 $v6; do echo "            - $a"; done
+    } >"$file.tmp"
+    mv "$file.tmp" "$file"
+    netplan generate
     ;;
   ifupdown)
     # The loopback stanza is what Debian's installer writes; eth0 stays podman's.

@@ -207,9 +207,9 @@ def sh(host: labmod.LabHost, script: str, check: bool = True) -> str:
     return labmod.lab_exec(host, "sh", "-c", script, check=check)
 
 
-def lo_vips(host: labmod.LabHost) -> set[str]:
+def lo_vips(host: labmod.LabHost, vips: tuple[str, str] = (V4, V6)) -> set[str]:
     out = sh(host, "ip -o addr show dev lo")
-    return {m.group(1) for m in re.finditer(r"inet6? (\S+)/(?:32|128) ", out) if m.group(1) in (V4, V6)}
+    return {m.group(1) for m in re.finditer(r"inet6? (\S+)/(?:32|128) ", out) if m.group(1) in vips}
 
 
 def snapshot(host: labmod.LabHost) -> str:
@@ -232,12 +232,13 @@ def snapshot(host: labmod.LabHost) -> str:
     )
 
 
-# Shell, on the real server: wait up to DEADLINE for both VIPs on lo; print
-# "back MS" (milliseconds until both were there) or "gone".
-POLL = f"""start=$(date +%s%N); end=$((start + {int(DEADLINE * 1000)} * 1000000))
+def poll(v4: str, v6: str) -> str:
+    """Shell, on the real server: wait up to DEADLINE for both VIPs on lo; print
+    "back MS" (milliseconds until both were there) or "gone"."""
+    return f"""start=$(date +%s%N); end=$((start + {int(DEADLINE * 1000)} * 1000000))
 while :; do
   a=$(ip -o addr show dev lo)
-  if echo "$a" | grep -q " {V4}/32 " && echo "$a" | grep -q " {V6}/128 "; then
+  if echo "$a" | grep -q " {v4}/32 " && echo "$a" | grep -q " {v6}/128 "; then
     echo "back $((($(date +%s%N) - start) / 1000000))"; exit 0
   fi
   [ "$(date +%s%N)" -lt "$end" ] || {{ echo gone; exit 0; }}
@@ -245,17 +246,20 @@ while :; do
 done"""
 
 
+POLL = poll(V4, V6)
+
+
 def reboot(host: labmod.LabHost) -> None:
     labmod.podman("restart", "-t", "10", host.container)
     labmod.wait_for_boot(host, timeout=120)
 
 
-def neighbours(client: labmod.LabHost) -> tuple[list[str], list[str]]:
+def neighbours(client: labmod.LabHost, v4: str = V4, v6: str = V6) -> tuple[list[str], list[str]]:
     """MACs that answer ARP for V4 and ND for V6 on the segment, asked from the client."""
     out = sh(
         client,
         "export LC_ALL=C; arping -c 2 -w 2 -i eth0 "
-        f"{V4} > /tmp/arp.out 2>&1 & ndisc6 -m -n -r 2 -w 1000 {V6} eth0 > /tmp/nd.out 2>&1; wait;"
+        f"{v4} > /tmp/arp.out 2>&1 & ndisc6 -m -n -r 2 -w 1000 {v6} eth0 > /tmp/nd.out 2>&1; wait;"
         " cat /tmp/arp.out; echo @@nd@@; cat /tmp/nd.out; true",
     )
     arp, _, nd = out.partition("@@nd@@")

@@ -26,6 +26,15 @@ What each manager does to addresses on lo, checked by hand in the lab
   systemd commit b69bfa4, "network: do not remove localhost address").
   Drop-ins in /etc/systemd/network/NAME.network.d/ extend the file NAME
   wherever it lives.
+- netplan (0.106 Debian 12 / Ubuntu 22.04, 1.1 Debian 13), networkd
+  renderer: it renders ``/etc/netplan/*.yaml`` into
+  ``/run/systemd/network/10-netplan-*`` at every boot and ``netplan
+  generate``/``apply``, so a drop-in or profile next to those files is the
+  wrong place: the VIPs go into a netplan file of dsrprov's own (address
+  lists of several files are concatenated). Labels work
+  (``addresses: [VIP/32: {label: "lo:1"}]``). Once lo leaves netplan's
+  configuration, networkd 252 and 257 delete every address on lo, 127.0.0.1
+  and ::1 included (canonical/netplan PR 408).
 - ifupdown's ``inet loopback`` method only sets lo down and up; the kernel
   then drops lo's IPv6 addresses unless ``net.ipv6.conf.lo.keep_addr_on_down``
   is set, and keeps the IPv4 ones.
@@ -50,6 +59,8 @@ NETWORKD_DIRS = (
     "/usr/lib/systemd/network",
     "/lib/systemd/network",
 )
+NETPLAN_FILE = "/etc/netplan/90-dsrprov-loopback-vips.yaml"
+NETPLAN_MARK = "# Managed by dsrprov"
 # networkd releases that keep 127.0.0.1 and ::1 when they reconfigure lo.
 NETWORKD_KEEPS_LOCALHOST = 251
 MARK = "@@lo:"
@@ -106,6 +117,24 @@ if systemctl -q is-active systemd-networkd.service 2>/dev/null; then
     done
   fi
 fi
+echo '@@lo:netplan@@'
+if command -v netplan >/dev/null 2>&1; then
+  for f in /lib/netplan/*.yaml /etc/netplan/*.yaml /run/netplan/*.yaml; do [ -f "$f" ] && echo "$f"; done
+fi
+if [ -n "$(ls /lib/netplan/*.yaml /etc/netplan/*.yaml /run/netplan/*.yaml 2>/dev/null)" ] &&
+    command -v netplan >/dev/null 2>&1; then
+  echo '@@lo:netplan-version@@'
+  dpkg-query -W -f '${Version}' netplan.io 2>/dev/null
+  echo
+  echo '@@lo:netplan-renderer@@'
+  netplan get renderer 2>&1
+  echo '@@lo:netplan-lo@@'
+  netplan get ethernets.lo 2>&1
+  echo '@@lo:netplan-generated@@'
+  ls -d /run/systemd/network/10-netplan-* /run/NetworkManager/system-connections/netplan-* 2>/dev/null
+  echo '@@lo:netplan-ours@@'
+  cat /etc/netplan/90-dsrprov-loopback-vips.yaml 2>/dev/null
+fi
 echo '@@lo:ifupdown@@'
 if command -v ifquery >/dev/null 2>&1 && ifquery lo >/dev/null 2>&1; then echo lo; fi
 echo '@@lo:end@@'
@@ -161,6 +190,49 @@ class LoState:
     networkd_config: str = ""
     networkd_dropins: list[tuple[str, str]] = field(default_factory=list)
     ifupdown_lo: bool = False
+    netplan_files: list[str] = field(default_factory=list)
+    netplan_version: str = ""
+    netplan_renderer: str = ""  # the global one ("null": unset)
+    netplan_lo: str = ""  # `netplan get ethernets.lo`: YAML, "null", or netplan's error
+    netplan_generated: list[str] = field(default_factory=list)
+    netplan_ours: str = ""  # NETPLAN_FILE as it is
+
+    @property
+    def netplan_owns(self) -> bool:
+        """netplan installed and configured: it renders the network at every boot."""
+        return bool(self.netplan_files)
+
+    @property
+    def netplan_error(self) -> str:
+        """netplan's own complaint about its configuration (it exits 0 on some)."""
+        for line in self.netplan_lo.splitlines():
+            if re.search(r"Command failed|Error|Invalid|[Pp]ermission denied", line):
+                return line.strip()
+        return ""
+
+    @property
+    def netplan_lo_addresses(self) -> list[str]:
+        """Addresses netplan's configuration (every file, dsrprov's too) gives lo."""
+        return re.findall(r"""^\s*-\s*["']?([0-9A-Fa-f:.]+/\d+)["']?:?\s*$""", self.netplan_lo, re.MULTILINE)
+
+    @property
+    def netplan_lo_renderer(self) -> str:
+        """Who netplan renders lo for: lo's own renderer, else the global one."""
+        m = re.search(r"^renderer:\s*(\S+)", self.netplan_lo, re.MULTILINE)
+        value = m.group(1) if m else self.netplan_renderer.strip()
+        return "NetworkManager" if value.strip("\"'") == "NetworkManager" else "networkd"
+
+    def netplan_holds(self, vip: str) -> bool:
+        addr = ipaddress.ip_address(vip)
+        return any(_same_host(a, addr) for a in self.netplan_lo_addresses)
+
+    def netplan_generated_for(self, path: str) -> bool:
+        """A file netplan renders (so changes there do not last)."""
+        base = path.rsplit("/", 1)[-1]
+        return self.netplan_owns and (
+            (path.startswith("/run/systemd/network/") and base.startswith("10-netplan-"))
+            or (path.startswith("/run/NetworkManager/system-connections/") and base.startswith("netplan-"))
+        )
 
     @property
     def keep_addr_on_down(self) -> bool:
@@ -326,6 +398,12 @@ def parse(text: str) -> LoState:
         seen.add(name)
         state.networkd_dropins.append((path, body))
     state.ifupdown_lo = _first(s, "ifupdown") == "lo"
+    state.netplan_files = _first(s, "netplan").split()
+    state.netplan_version = _first(s, "netplan-version")
+    state.netplan_renderer = _first(s, "netplan-renderer")
+    state.netplan_lo = _first(s, "netplan-lo")
+    state.netplan_generated = _first(s, "netplan-generated").split()
+    state.netplan_ours = "\n".join(s.get("netplan-ours", [])).strip("\n")
     return state
 
 
@@ -353,6 +431,43 @@ def _vip_list(vips: list[str]) -> str:
     return ", ".join(vips)
 
 
+def _assess_netplan(
+    state: LoState, vips: list[str], managers: list[tuple[str, str]], problems: list[str], risks: list[str]
+) -> None:
+    """netplan owns the network: the VIPs go into a netplan file of dsrprov's."""
+    in_netplan = state.netplan_lo not in ("", "null") and not state.netplan_error
+    renderer = state.netplan_lo_renderer
+    detail = "netplan {} ({} renderer), lo {} its configuration".format(
+        state.netplan_version or "?", renderer, "in" if in_netplan else "not in"
+    )
+    managers.append(("netplan", detail))
+    if state.netplan_error:
+        problems.append(
+            f"netplan cannot read its configuration ({state.netplan_error}): fix it first (netplan generate says where)"
+        )
+    if state.netplan_ours and NETPLAN_MARK not in state.netplan_ours:
+        problems.append(f"{NETPLAN_FILE} exists and is not dsrprov's: move it away, dsrprov keeps the VIPs there")
+    if renderer == "NetworkManager":
+        # Not carried out in the lab (no NetworkManager build whose loopback
+        # profiles netplan 1.1 renders was tried): refused rather than guessed.
+        problems.append(
+            "netplan renders lo for NetworkManager here: dsrprov keeps VIPs in netplan with the networkd renderer "
+            "only; set `renderer: networkd` for lo (ethernets: lo: renderer: networkd) or add the VIPs to "
+            "netplan's lo by hand"
+        )
+    missing = [v for v in vips if not state.netplan_holds(v)]
+    if missing and in_netplan:
+        risks.append(
+            f"netplan apply, networkctl reload or reconfigure lo removes {_vip_list(missing)}: lo is in netplan's "
+            "configuration and they are not"
+        )
+    elif missing:
+        risks.append(
+            f"once lo is in netplan's configuration (an admin's or cloud-init's file, then netplan apply), "
+            f"{_vip_list(missing)} are removed: they are not in it"
+        )
+
+
 def assess(state: LoState, vips: list[str], *, hook_vips: list[str] | None = None) -> Assessment:
     """Who manages lo, what would stop dsrprov from keeping ``vips`` there, and
     what could remove them as the host stands now.
@@ -362,8 +477,12 @@ def assess(state: LoState, vips: list[str], *, hook_vips: list[str] | None = Non
     vips = [str(ipaddress.ip_address(v.split("/", 1)[0])) for v in vips]
     v4 = [v for v in vips if ipaddress.ip_address(v).version == 4]
     v6 = [v for v in vips if ipaddress.ip_address(v).version == 6]
-    problems, risks = [], []
-    managers = []
+    problems: list[str] = []
+    risks: list[str] = []
+    managers: list[tuple[str, str]] = []
+
+    if state.netplan_owns:
+        _assess_netplan(state, vips, managers, problems, risks)
 
     if state.nm_active:
         stored = state.nm_stored_profiles
@@ -384,7 +503,7 @@ def assess(state: LoState, vips: list[str], *, hook_vips: list[str] | None = Non
                 "NetworkManager runs but nmcli is missing: dsrprov cannot read or change its loopback profile"
             )
         for p in state.nm_profiles:
-            if p.stored or p.generated:
+            if p.stored or p.generated or state.netplan_generated_for(p.filename):
                 continue
             problems.append(
                 f"{p.label()} lives in /run: another tool (netplan, an initrd) generates it again at boot, so "
@@ -424,7 +543,7 @@ def assess(state: LoState, vips: list[str], *, hook_vips: list[str] | None = Non
                     f"(no dsrprov hook in {NM_HOOK})"
                 )
 
-    if state.networkd_manages_lo:
+    if state.networkd_manages_lo and not state.netplan_generated_for(state.networkd_file):
         path = state.networkd_file
         detail = f"systemd-networkd {state.networkd_version or '?'}, {path} matches lo"
         managers.append(("systemd-networkd", detail))
@@ -465,8 +584,10 @@ def assess(state: LoState, vips: list[str], *, hook_vips: list[str] | None = Non
     kept = []
     if state.nm_active:
         kept = [(p.label(), a) for p in state.nm_stored_profiles for f in (4, 6) for a in p.addresses.get(f, [])]
-    if state.networkd_manages_lo:
+    if state.networkd_manages_lo and not state.netplan_generated_for(state.networkd_file):
         kept += [(state.networkd_file, a) for a in state.networkd_addresses()]
+    if state.netplan_owns:
+        kept += [("netplan's configuration of lo", a) for a in state.netplan_lo_addresses]
     for where, text in kept:
         try:
             iface = ipaddress.ip_interface(text.strip())
@@ -560,3 +681,31 @@ def render_networkd_dropin(vips: list[str], label: str, network_file: str) -> st
 def networkd_dropin_path(network_file: str) -> str:
     """Drop-ins in /etc extend the file of that name wherever it lives."""
     return f"{NETWORKD_DIRS[0]}/{network_file.rsplit('/', 1)[-1]}.d/{NETWORKD_DROPIN}"
+
+
+def render_netplan(vips: list[str], label: str, localhost: bool) -> str:
+    """dsrprov's netplan file: lo's VIPs, merged by netplan with the admin's
+    files (lists are concatenated). Never a ``renderer:``, which is global and
+    would win or lose against the admin's. LOCALHOST: list 127.0.0.1/8 and
+    ::1/128 too (networkd before 251 deletes them otherwise, netplan's own
+    documentation lists them). Values are checked again (ValueError) and
+    quoted: YAML has no other way to be safe."""
+    check_label(label)
+    lines = [
+        f"{NETPLAN_MARK} (role dsr_realserver_linux); local changes are overwritten.",
+        "# The DSR VIPs on lo, so that netplan renders them whenever it renders lo.",
+        "network:",
+        "  version: 2",
+        "  ethernets:",
+        "    lo:",
+        "      addresses:",
+    ]
+    if localhost:
+        lines += ['        - "127.0.0.1/8"', '        - "::1/128"']
+    for vip in vips:
+        addr = parse_vip(vip)
+        if addr.version == 4:
+            lines += [f'        - "{host_prefix(str(addr))}":', f'            label: "{label}"']
+        else:
+            lines.append(f'        - "{host_prefix(str(addr))}"')
+    return "\n".join(lines) + "\n"

@@ -7,6 +7,10 @@
   connection, which deletes them even without a profile.
 - systemd-networkd: a drop-in next to lo's ``.network`` lists the VIPs, then
   ``networkctl reload`` makes networkd hold them.
+- netplan: a netplan file of dsrprov's own lists the VIPs for lo, then
+  ``netplan generate`` and ``networkctl reload``, the least disruptive way to
+  make the rendered configuration current (``netplan apply`` on 0.106 deletes
+  and re-adds every address of every interface; see docs/linux.md).
 - ifupdown or nothing: nothing to do here (the boot unit and
   ``net.ipv6.conf.lo.keep_addr_on_down`` cover them).
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import (
@@ -38,12 +43,15 @@ from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import
     write_text,
 )
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_lo_manager import (
+    NETPLAN_FILE,
+    NETWORKD_KEEPS_LOCALHOST,
     NM_HOOK,
     PROBE,
     LoState,
     host_prefix,
     networkd_dropin_path,
     parse,
+    render_netplan,
     render_networkd_dropin,
     render_nm_hook,
 )
@@ -341,6 +349,39 @@ def reload_networkd(module: Any, network_file: str) -> None:
             os.utime(network_file, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
+def regenerate_netplan(module: Any, state: LoState, ip: str, wanted: List[str]) -> None:
+    """Render netplan's configuration again and make networkd load it: lo is
+    reconfigured (with 252 eth0 as well: its reload reconfigures every link,
+    seen in the lab; netplan apply would also restart networkd).
+
+    When lo leaves netplan's configuration, networkd deletes every address on
+    it, 127.0.0.1 and ::1 included: they are put back as the kernel had them."""
+    run(module, ["netplan", "generate"])
+    if state.networkd_active:
+        run(module, ["networkctl", "reload"])
+    if state.networkd_active and wanted and os.path.exists("/run/systemd/network/10-netplan-lo.network"):
+        # networkd puts the VIPs on lo after reload returns: wait for them (3 s
+        # at most), or the next step's own `ip addr add` races it.
+        for _ in range(30):
+            out = run(module, [ip, "-o", "addr", "show", "dev", "lo"])
+            if all(" %s " % host_prefix(v) in out for v in wanted):
+                break
+            time.sleep(0.1)
+    if state.networkd_active and not os.path.exists("/run/systemd/network/10-netplan-lo.network"):
+        for _ in range(20):  # networkd lets go of lo after reload returns
+            out = run(module, [ip, "-o", "addr", "show", "dev", "lo"])
+            if " 127.0.0.1/8 " not in out:
+                break
+            time.sleep(0.1)
+        out = run(module, [ip, "-o", "addr", "show", "dev", "lo"])
+        if " 127.0.0.1/8 " not in out:
+            run(module, [ip, "addr", "add", "127.0.0.1/8", "dev", "lo", "scope", "host"])
+        if " ::1/128 " not in out:
+            rc, _out, _err = module.run_command([ip, "-6", "addr", "add", "::1/128", "dev", "lo", "proto", "kernel_lo"])
+            if rc != 0:  # an ip without address protocols
+                run(module, [ip, "-6", "addr", "add", "::1/128", "dev", "lo"])
+
+
 def plan(
     change: ChangePlan,
     module: Any,
@@ -376,13 +417,31 @@ def plan(
     dropins = set(record.get("networkd_dropins", []))
     created = set(record.get("created_dirs", []))
     want_dropin = None
-    if present and wanted and state.networkd_manages_lo:
+    if present and wanted and state.networkd_manages_lo and not state.netplan_generated_for(state.networkd_file):
         want_dropin = networkd_dropin_path(state.networkd_file)
     reload_needed = False
 
     def reload() -> None:
         if state.networkd_active:
             reload_networkd(module, state.networkd_file)
+
+    # netplan: our file in /etc/netplan, rendered with the admin's.
+    if present and wanted and state.netplan_owns:
+        localhost = state.networkd_version is not None and state.networkd_version < NETWORKD_KEEPS_LOCALHOST
+        content: Optional[str] = render_netplan(wanted, label, localhost)
+    else:
+        content = None
+    if content is not None or NETPLAN_FILE in record.get("netplan_files", []):
+
+        def regenerate() -> None:
+            regenerate_netplan(module, state, ip_command, wanted)
+
+        if p_.file(NETPLAN_FILE, content, 0o600, reload=regenerate if state.netplan_owns else None):
+            p_.step("netplan generate, networkctl reload", regenerate)
+    if content is not None:
+        new_record["netplan_files"] = [NETPLAN_FILE]
+        p_.persisted_in.append(NETPLAN_FILE)
+    intent["netplan_files"] = sorted(set(record.get("netplan_files", [])) | set(new_record.get("netplan_files", [])))
 
     for path in sorted(dropins - {want_dropin}):
         if os.path.exists(path):
