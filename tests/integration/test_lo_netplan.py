@@ -32,7 +32,7 @@ from typing import TypeVar
 
 import pytest
 
-from dsrprov import lab as labmod
+import dsrprov_lab as labmod
 from dsrprov.run.playbook import PlaybookRun
 from tests.integration.test_lo_managers import Outcome, poll, reboot, recap, sh
 from tests.integration.test_lo_managers import lo_vips as lo_vips_of

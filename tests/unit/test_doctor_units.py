@@ -327,6 +327,11 @@ def test_lo_down_and_a_wide_vip_prefix_are_named_as_the_causes() -> None:
                       {"rs": "rs1", "vip": vip})  # fmt: skip
     assert ids(run.fold_pool_consequences([*down, dropped])) == ["rs-lo-down"]
     assert any("DR probe" in e for e in down[0].evidence) and "took it out" in down[0].evidence[-1]
+    # A host with lo down that forwards sends the probe on, and another host answers: lo is still the cause.
+    target6 = drpath.Target("rs1", "fd42:d5a:0:1::11", "fd42:d5a:0:1::200", 80)
+    facts = _lo_facts(LO_DOWN, host_addr)
+    run._attribute(drpath.Result(target6, "ok", reply_mac="02:d5:a0:00:00:12", captured=True), down, facts)
+    assert ids(down) == ["rs-lo-down"] and "the reply came from 02:d5:a0:00:00:12" in down[0].evidence[-1]
 
 
 def test_a_linux_host_that_does_not_answer_at_all_gets_a_hint_of_what_that_points_to() -> None:

@@ -294,9 +294,10 @@ def _attribute(result: drpath.Result, found: list[Finding], facts: Any) -> None:
     if result.status == "ok":
         macs = set(_macs(facts).values()) if facts is not None else set()
         if result.captured and result.reply_mac and macs and result.reply_mac not in macs:
-            # A host without the VIP that forwards (ip_forward=1) sends the packet
-            # on, and another host answers: the missing VIP is the cause.
-            cause = next((f for f in found if f.id == "rs-vip-missing" and f.values.get("vip") == t.vip), None)
+            # A host that cannot take the VIP (missing, or lo down) and forwards
+            # (ip_forward=1) sends the packet on, and another host answers.
+            cause = next((f for f in found if f.id == "rs-lo-down"
+                          or (f.id == "rs-vip-missing" and f.values.get("vip") == t.vip)), None)  # fmt: skip
             if cause is not None:
                 cause.evidence.append(f"{evidence}; the reply came from {result.reply_mac}, not from {t.host}")
                 return
