@@ -21,12 +21,13 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from dsrprov import lab as labmod
 from dsrprov.run.playbook import PlaybookRun
-from tests.support import ROOT, run_playbook
+from tests.support import ROOT, run_playbook, venv_bin
 
 pytestmark = pytest.mark.lab
 
@@ -88,6 +89,21 @@ def remove_and_time(host: labmod.LabHost, vip: str, wait: float = 1.0) -> str:
         " echo back $((($(date +%s%N) - s) / 1000000)); exit 0; fi;"
         ' [ "$(date +%s%N)" -lt "$end" ] || { echo gone; exit 0; }; sleep 0.005; done',
     ).strip()
+
+
+def cli(command: str, *hosts: str) -> dict[str, Any]:
+    """`dsrprov COMMAND --json` against this lab (status, doctor)."""
+    proc = subprocess.run(
+        [venv_bin("dsrprov"), command, "--json", "-i", str(INVENTORY / "hosts.yml"), *hosts],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert proc.stdout, proc.stderr
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def guard_findings(host: str) -> list[str]:
+    return [f["id"] for f in cli("doctor", host)["findings"] if f["id"].startswith("rs-guard")]
 
 
 def wait_for(predicate: object, timeout: float) -> bool:
@@ -202,6 +218,9 @@ def test_report_mode_restores_nothing_and_says_so(glab: labmod.Lab) -> None:
     m = metrics(host)
     assert m[f'dsrprov_vip_present{{vip="{V4}"}}'] == 0
     assert m['dsrprov_guard_mode{mode="report"}'] == 1
+    (status,) = cli("status", "g12")["hosts"]
+    assert status["state"]["guard"]["mode"] == "report" and status["state"]["guard"]["vip_present"][V4] is False
+    assert guard_findings("g12") == ["rs-guard-report-vip-missing"]
     play(limit="g12")  # heal again; the run puts the VIP back
     assert on_lo(host) == {V4, V6}
 
@@ -222,6 +241,7 @@ def test_flapping_limit_engages_and_disengages(glab: labmod.Lab) -> None:
         "is back; run dsrprov doctor"
     ]
     assert metrics(host)[f'dsrprov_guard_flapping{{vip="{V6}"}}'] == 1
+    assert guard_findings("g12") == ["rs-guard-flapping"]
     # Back by other means (an admin): the guard disengages and heals the next removal.
     sh(host, f"ip -6 addr add {V6}/128 dev lo nodad")
     assert wait_for(lambda: metrics(host)[f'dsrprov_guard_flapping{{vip="{V6}"}}'] == 0, 1.0)
@@ -240,8 +260,13 @@ def test_negative_control_guard_off_leaves_the_vip_missing(glab: labmod.Lab) -> 
         == 4
     )
     assert remove_and_time(host, V4, wait=1.5) == "gone"
+    assert cli("status", "g12")["hosts"][0]["state"]["guard"]["summary"] == "off"
     play(limit="g12")
     assert on_lo(host) == {V4, V6}
+    # A guard the inventory wants, stopped: doctor names it.
+    sh(host, "systemctl stop dsrprov-guard")
+    assert guard_findings("g12") == ["rs-guard-down"]
+    sh(host, "systemctl start dsrprov-guard")
 
 
 def test_guard_rss(glab: labmod.Lab) -> None:
