@@ -375,6 +375,24 @@ def test_config_change_is_read_before_the_next_judgement(tmp_path: Path, monkeyp
     assert set(host.metrics()["dsrprov_vip_present"]) == {f'{{vip="{V6}"}}'}
 
 
+def test_after_a_reload_missing_vips_are_left_to_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The role run that rewrote the configuration puts back the VIPs it finds
+    # missing; the guard adding one between the run's read and its add would
+    # fail the run's `ip addr add` ("File exists").
+    host = Host(tmp_path, monkeypatch, mode="report")
+    host.remove(f"{V4}/32")
+    host.guard.check(sysctls=False)
+    data = json.loads(host.config.read_text())
+    data["mode"] = "heal"
+    host.config.write_text(json.dumps(data))
+    host.guard.check(sysctls=False)
+    assert f"{V4}/32" not in host.lo()
+    host.guard.grace_until = 0.0  # RUN_GRACE later
+    host.guard.check(sysctls=False)
+    assert f"{V4}/32" in host.lo()
+    assert host.logs[-1].startswith(f"<4>VIP {V4} was missing from lo; put it back")
+
+
 def test_lo_events_filter_by_interface() -> None:
     import struct
 
@@ -392,3 +410,24 @@ def test_lo_events_filter_by_interface() -> None:
 
     assert g.lo_events(Sock([msg(g.RTM_NEWADDR, 2)]), 1) is False
     assert g.lo_events(Sock([msg(g.RTM_NEWADDR, 2) + msg(g.RTM_DELADDR, 1)]), 1) is True
+
+
+def test_normalise_is_ipaddress() -> None:
+    import ipaddress
+
+    # (An IPv4-mapped address prints differently across Python versions; the guard
+    # compares only addresses it normalised itself, config, record and lo alike.)
+    for text in ("10.240.2.100", "FD42:0d5a:0:42:0:0:0:100", "fd42:d5a::100", "fe80::1"):
+        ip = ipaddress.ip_address(text)
+        assert g.normalise(text) == (ip.version, str(ip))
+    for bad in ("10.0.0.300", "fd42::1::2", "", "10.0.0.1/32"):
+        with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 address"):
+            g.normalise(bad)
+
+
+def test_run_is_subprocess_run_without_subprocess() -> None:
+    assert g.run(["sh", "-c", "echo out; echo err >&2; exit 3"]) == (3, "out\n", "err\n")
+    big = g.run(["sh", "-c", "head -c 200000 /dev/zero >&2; echo done"])  # more than a pipe holds
+    assert big[0] == 0 and big[1] == "done\n" and len(big[2]) == 200000
+    code, _out, err = g.run(["/nonexistent/ip"])
+    assert code == 127 and "No such file" in err

@@ -24,22 +24,29 @@ library only, Python 3.8+ (the managed host's own python3, no new package).
   dsrprov_guard_flapping=1) until the VIP is back by other means (a dsrprov
   run, an admin) or the guard restarts.
 
+Memory: it imports neither subprocess nor ipaddress (together about 1 MB of
+RSS on Debian 12); commands run through os.posix_spawnp, addresses are
+normalised by inet_pton/inet_ntop.
+
 Journal lines carry a syslog priority prefix (<3> error, <4> warning, <6>
 info), which journald reads from a service's stderr.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import select
 import socket
 import struct
-import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Set, Tuple
+
+# typing is imported for the type checker only: at run time it would cost
+# about 1 MB of RSS (the annotations are strings, PEP 563).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Set, Tuple
 
 CONFIG = "/etc/dsrprov/guard.json"
 METRIC_FILE = "dsrprov_guard.prom"
@@ -49,6 +56,12 @@ ORIGINAL_MARK = "# original: "
 RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV6_IFADDR = 0x100
 RTM_NEWADDR, RTM_DELADDR = 20, 21
+# After its configuration changed while it runs - a role run writes it just
+# before it changes lo, and puts back the VIPs it finds missing itself - the
+# guard leaves missing VIPs to that run for this long: the run's own
+# `ip addr add` would fail on an address the guard added between the run's
+# read of lo and its add.
+RUN_GRACE = 20.0
 
 
 class ConfigError(Exception):
@@ -77,7 +90,7 @@ class Config:
         vips = data.get("vips")
         if not isinstance(vips, list):
             raise ConfigError("vips: %r is not a list" % (vips,))
-        self.vips = [str(ipaddress.ip_address(str(v))) for v in vips]
+        self.vips = [normalise(str(v))[1] for v in vips]
         self.label = text("label")
         self.period = float(number("period"))
         self.flap_limit = number("flap_limit")
@@ -105,6 +118,16 @@ def load_config(path: str) -> Config:
 # --- what is on the host (pure parsers) ----------------------------------
 
 
+def normalise(text: str) -> Tuple[int, str]:
+    """(IP version, canonical text) of an address, as ipaddress would print it."""
+    for family, version in ((socket.AF_INET, 4), (socket.AF_INET6, 6)):
+        try:
+            return version, socket.inet_ntop(family, socket.inet_pton(family, text))
+        except (OSError, ValueError):
+            continue
+    raise ValueError("%r does not appear to be an IPv4 or IPv6 address" % text)
+
+
 def parse_lo(out: str) -> Set[str]:
     """The host addresses (/32, /128) in ``ip -o addr show dev lo`` output."""
     hosts = set()
@@ -112,12 +135,13 @@ def parse_lo(out: str) -> Set[str]:
         fields = line.split()
         if len(fields) < 4 or fields[2] not in ("inet", "inet6"):
             continue
+        address, _slash, length = fields[3].partition("/")
         try:
-            iface = ipaddress.ip_interface(fields[3])
+            version, text = normalise(address)
         except ValueError:
             continue
-        if iface.network.prefixlen == iface.max_prefixlen:
-            hosts.add(str(iface.ip))
+        if length == ("32" if version == 4 else "128"):
+            hosts.add(text)
     return hosts
 
 
@@ -128,7 +152,7 @@ def parse_record(text: str) -> Set[str]:
         line = line.strip()
         if line and not line.startswith("#"):
             try:
-                out.add(str(ipaddress.ip_address(line)))
+                out.add(normalise(line)[1])
             except ValueError:
                 continue
     return out
@@ -165,9 +189,9 @@ def strict_enough(live: Optional[str], wanted: str) -> bool:
 
 def add_cmd(ip_command: str, vip: str, label: str) -> List[str]:
     """The role's own command (module_utils dsr_loopback_vips.add_cmd)."""
-    addr = ipaddress.ip_address(vip)
-    cmd = [ip_command, "-%d" % addr.version, "addr", "add", "%s/%d" % (addr, addr.max_prefixlen), "dev", "lo"]
-    return cmd + (["label", label] if addr.version == 4 else ["nodad"])
+    version, addr = normalise(vip)
+    cmd = [ip_command, "-%d" % version, "addr", "add", "%s/%d" % (addr, 32 if version == 4 else 128), "dev", "lo"]
+    return cmd + (["label", label] if version == 4 else ["nodad"])
 
 
 # --- the decisions (pure) ------------------------------------------------
@@ -282,6 +306,35 @@ def write_atomic(path: str, text: str) -> None:
 # --- the running guard ---------------------------------------------------
 
 
+def run(cmd: List[str]) -> Tuple[int, str, str]:
+    """(exit status, stdout, stderr) of CMD: subprocess.run without importing subprocess."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    actions = [(os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)]
+    try:
+        pid = os.posix_spawnp(cmd[0], cmd, dict(os.environ), file_actions=actions)
+    except OSError as exc:
+        for fd in (out_r, out_w, err_r, err_w):
+            os.close(fd)
+        return 127, "", "%s: %s" % (cmd[0], exc.strerror)
+    os.close(out_w)
+    os.close(err_w)
+    chunks: Dict[int, List[bytes]] = {out_r: [], err_r: []}
+    pending = [out_r, err_r]
+    while pending:  # both pipes at once: a full stderr never blocks the child
+        ready, _w, _x = select.select(pending, [], [])
+        for fd in ready:
+            data = os.read(fd, 65536)
+            if data:
+                chunks[fd].append(data)
+            else:
+                pending.remove(fd)
+                os.close(fd)
+    _pid, status = os.waitpid(pid, 0)
+    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+    return code, b"".join(chunks[out_r]).decode(errors="replace"), b"".join(chunks[err_r]).decode(errors="replace")
+
+
 def log(priority: int, message: str) -> None:
     sys.stderr.write("<%d>%s\n" % (priority, message))
     sys.stderr.flush()
@@ -305,6 +358,7 @@ class Guard:
         self.reported: Set[str] = set()
         self.present: Dict[str, bool] = {}
         self.sysctls_ok = True
+        self.grace_until = 0.0
         self.stamp_config()
 
     def stamp_config(self) -> bool:
@@ -330,16 +384,15 @@ class Guard:
             if (cfg.flap_limit, cfg.flap_window) != (self.cfg.flap_limit, self.cfg.flap_window):
                 self.flaps.limit, self.flaps.window = cfg.flap_limit, cfg.flap_window
             self.cfg = cfg
+            self.grace_until = time.monotonic() + RUN_GRACE
             log(6, "configuration reloaded: mode %s, VIPs %s" % (cfg.mode, " ".join(cfg.vips) or "none"))
 
     def lo_hosts(self) -> Optional[Set[str]]:
-        proc = subprocess.run(
-            [self.cfg.ip_command, "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True, check=False
-        )
-        if proc.returncode != 0:
-            log(3, "cannot read lo's addresses: %s" % proc.stderr.strip())
+        code, out, err = run([self.cfg.ip_command, "-o", "addr", "show", "dev", "lo"])
+        if code != 0:
+            log(3, "cannot read lo's addresses: %s" % err.strip())
             return None
-        return parse_lo(proc.stdout)
+        return parse_lo(out)
 
     def check_vips(self) -> None:
         hosts = self.lo_hosts()
@@ -364,6 +417,8 @@ class Guard:
                 self.reported.add(vip)
             return
         now = time.monotonic()
+        if now < self.grace_until:
+            return  # a role run is under way (see RUN_GRACE); the next check after it restores
         if not self.flaps.allow(vip, now):
             if vip not in self.reported:
                 log(
@@ -374,19 +429,18 @@ class Guard:
                 )
                 self.reported.add(vip)
             return
-        proc = subprocess.run(
-            add_cmd(self.cfg.ip_command, vip, self.cfg.label), capture_output=True, text=True, check=False
-        )
-        if proc.returncode == 0:
+        cmd = add_cmd(self.cfg.ip_command, vip, self.cfg.label)
+        code, _out, err = run(cmd)
+        if code == 0:
             self.flaps.restored(vip, now)
             key = ("vip", vip)
             self.restores[key] = self.restores.get(key, 0) + 1
             self.present[vip] = True
-            log(4, "VIP %s was missing from lo; put it back (%s)" % (vip, " ".join(proc.args[1:])))
-        elif "File exists" in proc.stderr:
+            log(4, "VIP %s was missing from lo; put it back (%s)" % (vip, " ".join(cmd[1:])))
+        elif "File exists" in err:
             self.present[vip] = True  # another restorer (the NetworkManager hook) was first
         else:
-            log(3, "VIP %s is missing from lo and could not be put back: %s" % (vip, proc.stderr.strip()))
+            log(3, "VIP %s is missing from lo and could not be put back: %s" % (vip, err.strip()))
 
     def check_sysctls(self) -> None:
         wanted = parse_sysctl_file(read_text(self.cfg.sysctl_file))
@@ -483,7 +537,8 @@ def main(argv: List[str]) -> int:
             next_sysctl = now + guard.cfg.period
         guard.check(sysctls=due)
         while True:
-            timeout = max(0.0, next_sysctl - time.monotonic())
+            wake = next_sysctl if guard.grace_until <= time.monotonic() else min(next_sysctl, guard.grace_until)
+            timeout = max(0.0, wake - time.monotonic())
             ready, _w, _x = select.select([sock], [], [], timeout)
             if not ready or lo_events(sock, lo_index):
                 break
