@@ -229,7 +229,9 @@ if args[:5] == ["-o", "addr", "show", "dev", "lo"]:
         print("1: lo    %s %s scope global lo" % (fam, a))
 elif args[1:3] == ["addr", "add"]:
     if args[3] in addrs:
-        sys.stderr.write("RTNETLINK answers: File exists\\n")
+        # What iproute2 6.1 says for each family.
+        v6 = ":" in args[3]
+        sys.stderr.write("Error: ipv6: address already assigned.\\n" if v6 else "RTNETLINK answers: File exists\\n")
         sys.exit(2)
     addrs.append(args[3])
     json.dump(addrs, open(state, "w"))
@@ -306,10 +308,12 @@ def test_heal_leaves_an_unrecorded_vip_to_the_run(tmp_path: Path, monkeypatch: p
 def test_another_restorer_first_is_no_restore(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The NetworkManager hook put it back between the guard's read and its add.
     host = Host(tmp_path, monkeypatch)
-    monkeypatch.setattr(host.guard, "lo_hosts", lambda: {V6})
-    host.guard.check(sysctls=False)
+    for seen in ({V6}, {V4}):  # IPv4 missing, then IPv6 missing
+        monkeypatch.setattr(host.guard, "lo_hosts", lambda seen=seen: seen)
+        host.guard.check(sysctls=False)
     assert host.logs == [] and not (tmp_path / "lo.json.log").exists()
-    assert host.metrics()["dsrprov_guard_restores_total"][f'{{kind="vip",target="{V4}"}}'] == 0
+    m = host.metrics()["dsrprov_guard_restores_total"]
+    assert m[f'{{kind="vip",target="{V4}"}}'] == 0 and m[f'{{kind="vip",target="{V6}"}}'] == 0
 
 
 def test_report_mode_says_so_once_and_restores_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

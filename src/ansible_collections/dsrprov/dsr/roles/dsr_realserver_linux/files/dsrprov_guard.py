@@ -17,7 +17,8 @@ library only, Python 3.8+ (the managed host's own python3, no new package).
   that are both in its configuration and in the role's record of the VIPs it
   put on lo (so a VIP that a role run is removing is never put back, and one
   that a run is about to add is left to the run). Another restorer (the
-  NetworkManager dispatcher hook) may win the race: "File exists" is success,
+  NetworkManager dispatcher hook) may win the race: "File exists" (IPv6:
+  "address already assigned") is success,
   and only the guard's own adds are counted and logged.
 - It never fights forever: more than ``flap_limit`` restores of one VIP within
   ``flap_window`` seconds and it stops restoring that VIP (error line, metric
@@ -437,8 +438,11 @@ class Guard:
             self.restores[key] = self.restores.get(key, 0) + 1
             self.present[vip] = True
             log(4, "VIP %s was missing from lo; put it back (%s)" % (vip, " ".join(cmd[1:])))
-        elif "File exists" in err:
-            self.present[vip] = True  # another restorer (the NetworkManager hook) was first
+        elif "File exists" in err or "already assigned" in err:
+            # Another restorer (the NetworkManager hook) was first. iproute2 says
+            # "RTNETLINK answers: File exists" for IPv4, "Error: ipv6: address
+            # already assigned." for IPv6 (Debian 12, seen in the lab).
+            self.present[vip] = True
         else:
             log(3, "VIP %s is missing from lo and could not be put back: %s" % (vip, err.strip()))
 
