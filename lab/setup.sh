@@ -18,6 +18,21 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
+# promtool checks the guard's metric file in the lab tests. It comes out of
+# Debian's prometheus package, whose server this machine must not run: only
+# that one binary is extracted (from the machine's own apt sources).
+promtool=/var/cache/dsrprov/promtool/usr/bin/promtool
+if [ ! -x "$promtool" ]; then
+  echo "extracting promtool from Debian's prometheus package"
+  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd=sudo
+  scratch=$(mktemp -d)
+  (cd "$scratch" && apt-get download -qq prometheus >/dev/null 2>&1) ||
+    { $sudo_cmd apt-get -o DPkg::Lock::Timeout=600 update -qq && (cd "$scratch" && apt-get download -qq prometheus); }
+  $sudo_cmd mkdir -p /var/cache/dsrprov/promtool
+  dpkg-deb --fsys-tarfile "$scratch"/prometheus_*.deb | $sudo_cmd tar -x -C /var/cache/dsrprov/promtool ./usr/bin/promtool
+  rm -rf "$scratch"
+fi
+
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv

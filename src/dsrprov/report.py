@@ -94,13 +94,14 @@ def status_table(reports: list[HostReport]) -> str:
             "PERSISTED",
             "LISTEN",
             "LO MANAGER",
+            "GUARD",
             "STATE",
         ]
     ]
     for r in reports:
         if r.error and not r.state:
             rows.append(
-                [r.host, r.os or "?", r.address, ",".join(r.vips) or "-", "?", "?", "?", "?", "?", "unreachable"]
+                [r.host, r.os or "?", r.address, ",".join(r.vips) or "-", "?", "?", "?", "?", "?", "?", "unreachable"]
             )
             continue
         manager = r.state.get("lo_manager", {}).get("manager", "-")
@@ -117,6 +118,7 @@ def status_table(reports: list[HostReport]) -> str:
                 _mark(persisted),
                 _mark(_check(r, "listen")),
                 manager + (f" ({len(r.warnings)} warning{'s' if len(r.warnings) > 1 else ''})" if r.warnings else ""),
+                r.state.get("guard", {}).get("summary", "-"),
                 r.state.get("summary", ""),
             ]
         )

@@ -73,6 +73,7 @@ def _probe_one(host: Host, opts: ConnOptions, services: list[dict[str, object]])
             i: dict(zip(("arp_ignore", "arp_announce"), facts.effective_arp(i), strict=True)) for i in facts.interfaces
         }
         report.state["unit"] = facts.unit_enabled or "missing"
+        report.state["guard"] = facts.guard.to_json()
         # Who manages lo, and what it could do to the VIPs: warnings, not
         # failures (the VIPs are there now; the role makes the manager keep them).
         found = lomgr.assess(facts.lo, host.vips)

@@ -93,6 +93,10 @@ def linux_checks(facts: LinuxFacts, vips: list[str], services: Iterable[dict[str
             else f"{UNIT}: {facts.unit_enabled or 'missing'}; sysctl file {sysctl_file}",
         )
     )
+    # The guard, where the role installed it: shown, never a failure (a DSR path works without it;
+    # doctor names a guard that is down where the inventory wants one).
+    if facts.guard.installed:
+        checks.append(Check("guard", True if facts.guard.running else None, facts.guard.summary()))
     checks.extend(_listen_checks(facts, vips, services, dual_stack=True))
     return checks
 

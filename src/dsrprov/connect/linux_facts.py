@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_lo_manager as lomgr
+from dsrprov.connect import guard_facts
 
 UNIT = "dsrprov-loopback-vips.service"
 SYSCTL_FILE = "/etc/sysctl.d/90-dsrprov-arp.conf"
@@ -31,7 +32,8 @@ echo {MARK}os@@; cat /etc/os-release 2>/dev/null
 echo {MARK}unit@@; echo "enabled=$(systemctl is-enabled {UNIT} 2>/dev/null)"
 echo "active=$(systemctl is-active {UNIT} 2>/dev/null)"
 echo {MARK}sysctlfile@@; test -f {SYSCTL_FILE} && echo present || echo missing
-echo {MARK}ssh@@; echo "$SSH_CONNECTION"
+echo {MARK}guard@@
+{guard_facts.PROBE}echo {MARK}ssh@@; echo "$SSH_CONNECTION"
 echo {MARK}hostname@@; hostname 2>/dev/null || cat /proc/sys/kernel/hostname
 echo {MARK}lo@@
 {lomgr.PROBE}
@@ -85,6 +87,8 @@ class LinuxFacts:
     ssh_server: str = ""  # the host's address the connection came in on
     # Who manages lo, read by the same script as the role's (module_utils/dsr_lo_manager.py).
     lo: lomgr.LoState = field(default_factory=lomgr.LoState)
+    # The guard that heals the VIPs and ARP sysctls between runs (connect/guard_facts.py).
+    guard: guard_facts.GuardState = field(default_factory=guard_facts.GuardState)
 
     @property
     def own_addresses(self) -> list[str]:
@@ -249,4 +253,5 @@ def parse_probe(text: str) -> LinuxFacts:
         ssh_client=ssh[0] if len(ssh) >= 4 else "",
         ssh_server=ssh[2] if len(ssh) >= 4 else "",
         lo=lomgr.parse(s.get("lo", "")),
+        guard=guard_facts.parse(s.get("guard", "")),
     )

@@ -14,6 +14,7 @@ _DOCTOR_LAB = "integration/test_doctor_lab.py::"
 _LAB = f"{_DOCTOR_LAB}test_doctor_names_each_injected_fault_and_its_undoing_clears_it"
 _UNIT = "unit/test_doctor_units.py::"
 _RECORDED = " (recorded output: no Windows here)"
+_GUARD = "unit/test_guard_status.py::"
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,18 @@ CATALOGUE: dict[str, Kind] = {
              "bounce drops them", "sysctl -w net.ipv6.conf.lo.keep_addr_on_down=1, persisted (dsrprov enroll "
              "{host})",
              proof=f"{_LAB}[rs-ipv6-keep-addr-off]"),
+        # -- the guard on a Linux real server (dsrprov-guard.service) -------------
+        # Only where the inventory wants a guard (dsr_realserver_linux_guard_mode heal or report).
+        Kind("rs-guard-down", WARNING, "the guard is not running (not installed, stopped or failed): nothing "
+             "puts a VIP back between runs", "dsrprov enroll {host} (installs and starts it); journalctl -u "
+             "dsrprov-guard says why it stopped",
+             proof=f"{_GUARD}test_doctor_names_a_guard_that_is_down"),
+        Kind("rs-guard-flapping", ERROR, "something keeps removing a VIP from lo; the guard stopped restoring it",
+             "find what removes {vip} (journalctl -u dsrprov-guard; lo's network configuration), then dsrprov "
+             "enroll {host}", proof=f"{_GUARD}test_doctor_names_flapping_and_report_mode"),
+        Kind("rs-guard-report-vip-missing", ERROR, "the guard in report mode saw a VIP leave lo and did not put "
+             "it back", "dsrprov enroll {host} (puts {vip} back); dsr_realserver_linux_guard_mode: heal lets the "
+             "guard do it", proof=f"{_GUARD}test_doctor_names_flapping_and_report_mode"),
         # -- the segment, seen from the vantage host -----------------------------
         Kind("arp-rs-answers", ERROR, "a real server answers ARP (or ND) for the VIP",
              "dsrprov enroll {host} (ARP sysctls), then flush the router's neighbour entry for {vip}",

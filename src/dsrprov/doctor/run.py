@@ -20,6 +20,7 @@ from dsrprov.connect.probe import ConnOptions, detect_os, probe, ssh_target
 from dsrprov.connect.winrm import WindowsFacts
 from dsrprov.doctor import director as director_doctor
 from dsrprov.doctor import drpath
+from dsrprov.doctor import guard as guard_doctor
 from dsrprov.doctor import linux as linux_doctor
 from dsrprov.doctor import windows as windows_doctor
 from dsrprov.doctor.findings import ERROR, Finding
@@ -120,6 +121,8 @@ def diagnose(inv: Inventory, names: list[str], opts: ConnOptions, *, parallel: i
             else:
                 per_host[name] = linux_doctor.findings(
                     name, f, h.vips, services, client=client, director_addresses=director_addresses
+                ) + guard_doctor.findings(
+                    name, f.base.guard, h.vips, wanted=h.str_var("dsr_realserver_linux_guard_mode", "heal")
                 )
         model = _director_model(inv)
         for name, fut in dir_futures.items():
