@@ -17,6 +17,8 @@ the client went without an answer.
                      pool after the check's detection window
   vip-lost-real-address   the same with dsr_director_check=real_address: rs1
                      stays in the pool and every request sent to it is lost
+  vip-lost-guard     the same removal with rs1's guard in heal mode (the lab's
+                     inventory has it off; turned on for rs1 here, and off again)
   director-killed    the master of a VRRP pair killed (its QEMU, SIGKILL), with a
                      slow download running across it; then the killed director
                      comes back (a fresh VM configured by site.yml)
@@ -206,6 +208,28 @@ def run_vip_lost(roles: Roles, inventory: Path, vip: str, check: str, row: Row) 
     row.add(load.result, True, f"{left}, back {back or 0:.1f} s after it returned")
 
 
+def run_vip_lost_guard(roles: Roles, inventory: Path, vip: str, row: Row) -> None:
+    """rs1 loses its IPv4 VIP under load with its guard in heal mode."""
+    rs1 = next(h for h in roles.realservers if h.name == "rs1")
+    done = pb.run(inventory, "--limit", f"{rs1.name},{roles.director.name}",
+                  "-e", "dsr_realserver_linux_guard_mode=heal")  # fmt: skip
+    if done.returncode != 0:
+        row.notes.append("site.yml with the guard in heal mode failed")
+        return
+    seconds_until(lambda: rs1_in_ipvs(roles, vip, rs1), 30)
+    on_lo = f"ip -o addr show dev lo | grep -q ' {vip}/32 '"
+    with Load(roles.client, vip) as load:
+        time.sleep(2)
+        load.mark("VIP removed from rs1")
+        labmod.lab_exec(rs1, "ip", "addr", "del", f"{vip}/32", "dev", "lo")
+        back = seconds_until(lambda: labmod.lab_exec(rs1, "sh", "-c", f"{on_lo} && echo yes", check=False) != "", 10)
+        time.sleep(8)
+        stayed = rs1_in_ipvs(roles, vip, rs1)
+    pb.run(inventory, "--limit", rs1.name)  # the inventory's guard mode again
+    seen = f"VIP back on lo within {back:.2f} s (seen from outside, polling)" if back is not None else "VIP not back"
+    row.add(load.result, True, f"{seen}; rs1 {'still in' if stayed else 'out of'} the pool")
+
+
 def run_rs_reboot(roles: Roles, vip: str, row: Row) -> None:
     rs1 = next(h for h in roles.realservers if h.name == "rs1")
     with Load(roles.client, vip) as load:
@@ -369,6 +393,11 @@ def main() -> int:
                 say(f"vip-lost-{check} run {i + 1}")
                 run_vip_lost(roles, inventory, vip, check.replace("-", "_"), rows[f"vip-lost-{check}"])
                 say(f"  {rows[f'vip-lost-{check}'].per_run[-1]}")
+    if "vip-lost-guard" in only:
+        for i in range(args.runs):
+            say(f"vip-lost-guard run {i + 1}")
+            run_vip_lost_guard(roles, inventory, vip, rows["vip-lost-guard"])
+            say(f"  {rows['vip-lost-guard'].per_run[-1]}")
     if {"vip-lost-dsr-path", "vip-lost-real-address"} & set(only):
         pb.run(inventory, "--limit", roles.director.name)  # the inventory's check again
     if "director-killed" in only:

@@ -362,13 +362,13 @@ def regenerate_netplan(module: Any, state: LoState, ip: str, wanted: List[str]) 
     if state.networkd_active and wanted and os.path.exists("/run/systemd/network/10-netplan-lo.network"):
         # networkd puts the VIPs on lo after reload returns: wait for them (3 s
         # at most), or the next step's own `ip addr add` races it.
-        for _ in range(30):
+        for _attempt in range(30):
             out = run(module, [ip, "-o", "addr", "show", "dev", "lo"])
             if all(" %s " % host_prefix(v) in out for v in wanted):
                 break
             time.sleep(0.1)
     if state.networkd_active and not os.path.exists("/run/systemd/network/10-netplan-lo.network"):
-        for _ in range(20):  # networkd lets go of lo after reload returns
+        for _attempt in range(20):  # networkd lets go of lo after reload returns
             out = run(module, [ip, "-o", "addr", "show", "dev", "lo"])
             if " 127.0.0.1/8 " not in out:
                 break
