@@ -60,6 +60,7 @@ SCENARIOS = (
     "rs-reboot",
     "vip-lost-dsr-path",
     "vip-lost-real-address",
+    "vip-lost-guard",
     "director-killed",
 )
 
@@ -193,7 +194,8 @@ def run_vip_lost(roles: Roles, inventory: Path, vip: str, check: str, row: Row) 
     seconds_until(lambda: rs1_in_ipvs(roles, vip, rs1), 30)
     # The guard would put the VIP back within a second: this measures the director.
     labmod.lab_exec(rs1, "sh", "-c", "systemctl stop dsrprov-guard.service 2>/dev/null || true")
-    with Load(roles.client, vip) as load:
+    # Independent requests (many clients): a lost request does not delay the next.
+    with Load(roles.client, vip, independent=True) as load:
         time.sleep(2)
         load.mark("VIP removed from rs1")
         labmod.lab_exec(rs1, "ip", "addr", "del", f"{vip}/32", "dev", "lo")
@@ -218,7 +220,8 @@ def run_vip_lost_guard(roles: Roles, inventory: Path, vip: str, row: Row) -> Non
         return
     seconds_until(lambda: rs1_in_ipvs(roles, vip, rs1), 30)
     on_lo = f"ip -o addr show dev lo | grep -q ' {vip}/32 '"
-    with Load(roles.client, vip) as load:
+    # Independent requests (many clients): a lost request does not delay the next.
+    with Load(roles.client, vip, independent=True) as load:
         time.sleep(2)
         load.mark("VIP removed from rs1")
         labmod.lab_exec(rs1, "ip", "addr", "del", f"{vip}/32", "dev", "lo")
