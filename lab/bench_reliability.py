@@ -37,7 +37,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -175,15 +174,6 @@ def rs1_in_ipvs(roles: Roles, vip: str, rs1: labmod.LabHost) -> bool:
     return f"{rs1.ip}:80" in out
 
 
-def seconds_until(predicate: Callable[[], bool], timeout: float) -> float | None:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(0.25)
-    return None
-
-
 def run_vip_lost(roles: Roles, inventory: Path, vip: str, check: str, row: Row) -> None:
     """rs1 loses its IPv4 VIP for 15 s under load, with the director's CHECK."""
     rs1 = next(h for h in roles.realservers if h.name == "rs1")
@@ -191,7 +181,7 @@ def run_vip_lost(roles: Roles, inventory: Path, vip: str, check: str, row: Row) 
     if done.returncode != 0:
         row.notes.append(f"site.yml with dsr_director_check={check} failed")
         return
-    seconds_until(lambda: rs1_in_ipvs(roles, vip, rs1), 30)
+    labmod.seconds_until(lambda: rs1_in_ipvs(roles, vip, rs1), 30)
     # The guard would put the VIP back within a second: this measures the director.
     labmod.lab_exec(rs1, "sh", "-c", "systemctl stop dsrprov-guard.service 2>/dev/null || true")
     # Independent requests (many clients): a lost request does not delay the next.
@@ -199,11 +189,11 @@ def run_vip_lost(roles: Roles, inventory: Path, vip: str, check: str, row: Row) 
         time.sleep(2)
         load.mark("VIP removed from rs1")
         labmod.lab_exec(rs1, "ip", "addr", "del", f"{vip}/32", "dev", "lo")
-        out = seconds_until(lambda: not rs1_in_ipvs(roles, vip, rs1), 15)
+        out = labmod.seconds_until(lambda: not rs1_in_ipvs(roles, vip, rs1), 15)
         time.sleep(max(0.0, 15 - (out or 15)))
         load.mark("VIP back on rs1")
         labmod.lab_exec(rs1, "ip", "addr", "add", f"{vip}/32", "dev", "lo", "label", "lo:1")
-        back = seconds_until(lambda: rs1_in_ipvs(roles, vip, rs1), 30) if out is not None else 0.0
+        back = labmod.seconds_until(lambda: rs1_in_ipvs(roles, vip, rs1), 30) if out is not None else 0.0
         time.sleep(3)
     labmod.lab_exec(rs1, "sh", "-c", "systemctl start dsrprov-guard.service 2>/dev/null || true")
     left = f"rs1 out of the pool {out:.1f} s after the VIP went" if out is not None else "rs1 stayed in the pool"
@@ -218,14 +208,16 @@ def run_vip_lost_guard(roles: Roles, inventory: Path, vip: str, row: Row) -> Non
     if done.returncode != 0:
         row.notes.append("site.yml with the guard in heal mode failed")
         return
-    seconds_until(lambda: rs1_in_ipvs(roles, vip, rs1), 30)
+    labmod.seconds_until(lambda: rs1_in_ipvs(roles, vip, rs1), 30)
     on_lo = f"ip -o addr show dev lo | grep -q ' {vip}/32 '"
     # Independent requests (many clients): a lost request does not delay the next.
     with Load(roles.client, vip, independent=True) as load:
         time.sleep(2)
         load.mark("VIP removed from rs1")
         labmod.lab_exec(rs1, "ip", "addr", "del", f"{vip}/32", "dev", "lo")
-        back = seconds_until(lambda: labmod.lab_exec(rs1, "sh", "-c", f"{on_lo} && echo yes", check=False) != "", 10)
+        back = labmod.seconds_until(
+            lambda: labmod.lab_exec(rs1, "sh", "-c", f"{on_lo} && echo yes", check=False) != "", 10
+        )
         time.sleep(8)
         stayed = rs1_in_ipvs(roles, vip, rs1)
     pb.run(inventory, "--limit", rs1.name)  # the inventory's guard mode again

@@ -301,6 +301,16 @@ def podman(*args: str, check: bool = True, input_text: str | None = None) -> sub
     return proc
 
 
+def seconds_until(predicate: Callable[[], bool], timeout: float, step: float = 0.25) -> float | None:
+    """Seconds until predicate() holds (polled every STEP), or None after TIMEOUT."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(step)
+    return None
+
+
 def lab_exec(host: LabHost, *cmd: str, check: bool = True, input_text: str | None = None) -> str:
     """Run a command on a lab host (lab plumbing and proofs; roles use Ansible).
 

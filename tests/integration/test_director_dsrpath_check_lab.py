@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -105,12 +104,7 @@ def rs1_address(the_lab: labmod.Lab, family: int) -> str:
 
 def wait(predicate: Callable[[], bool], timeout: float) -> float | None:
     """Seconds until predicate() holds, or None after timeout."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(0.3)
-    return None
+    return labmod.seconds_until(predicate, timeout, step=0.3)
 
 
 def director_run(*extra: str) -> None:
