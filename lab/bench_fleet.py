@@ -43,6 +43,9 @@ SIZES = [int(n) for n in os.environ.get("DSRPROV_BENCH_SIZES", "8 32").split()]
 DSRPROV = str(Path(sys.executable).parent / "dsrprov")
 UNIT = "dsrprov-loopback-vips.service"
 COMPARE = os.environ.get("DSRPROV_BENCH_COMPARE", "")
+# The floor makes the role's host changes without the guard, so the ratios are
+# set with the guard off; DSRPROV_BENCH_GUARD=heal measures the role with it.
+GUARD = os.environ.get("DSRPROV_BENCH_GUARD", "off")
 # The runner of a checkout, run by that checkout's own code (its collection,
 # its ansible.cfg): prints how long ansible-playbook took, as pb.run times it.
 OTHER_SITE = """import sys
@@ -137,7 +140,7 @@ Row = tuple[int, str, list[float], float, list[float] | None, float | None]
 
 def measure(n: int) -> list[Row]:
     """Bring up a fleet lab of N, measure every step, take it down."""
-    inventory = labmod.fleet_inventory(n)
+    inventory = labmod.fleet_inventory(n, guard_mode=GUARD)
     the_lab = labmod.load_lab(inventory)
     start = time.monotonic()
     labmod.up(the_lab)
@@ -225,8 +228,9 @@ def main() -> int:
     for n in SIZES:
         rows += measure(n)
     load = os.getloadavg()
-    print(f"\nfleet benchmark, {RUNS} runs each, {os.cpu_count()} cores, load average {load[0]:.1f} {load[1]:.1f}"
-          f" {load[2]:.1f} at the end (median, min-max; ratio to the floor)")  # fmt: skip
+    print(f"\nfleet benchmark, guard {GUARD}, {RUNS} runs each, {os.cpu_count()} cores,"
+          f" load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the end"
+          " (median, min-max; ratio to the floor)")  # fmt: skip
     head = f"{'N':>3}  {'step':28} {'median s':>9} {'min-max s':>13} {'x floor':>8}"
     if COMPARE:
         head += f"  | before: {'median s':>9} {'x floor':>8}   ({COMPARE})"
