@@ -99,16 +99,13 @@ sysctl -qw net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.i
 """
 
 
-def ssh_all(the_lab: labmod.Lab, hosts: list[labmod.LabHost], script: str) -> float:
+def ssh_all(hosts: list[labmod.LabHost], script: str) -> float:
     """One OpenSSH session per host, all at once (the floor)."""
-    state = the_lab.state_dir
 
     def one(h: labmod.LabHost) -> int:
         return subprocess.run(
-            ["ssh", "-i", str(state / "id_ed25519"), "-o", f"UserKnownHostsFile={state / 'known_hosts'}",
-             "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", f"root@{h.ip}", "sh", "-s"],
-            input=script, capture_output=True, text=True, check=False,
-        ).returncode  # fmt: skip
+            labmod.ssh_argv(h, "sh -s"), input=script, capture_output=True, text=True, check=False
+        ).returncode
 
     start = time.monotonic()
     with ThreadPoolExecutor(len(hosts)) as pool:
@@ -156,7 +153,7 @@ def measure(n: int) -> list[Row]:
         done = pb.run(inventory, "--limit", limit, "-e", "dsr_state=absent", "--forks", "50")
         if done.returncode:
             sys.exit(done.stdout[-2000:])
-        ssh_all(the_lab, rs, FLOOR_UNDO.format(**fmt))
+        ssh_all(rs, FLOOR_UNDO.format(**fmt))
 
     def site() -> float:
         done = pb.run(inventory, "--limit", limit, "--forks", "50")
@@ -186,7 +183,7 @@ def measure(n: int) -> list[Row]:
         return first
 
     sites = [first_and_noop(site)] + ([first_and_noop(other_site)] if COMPARE else [])
-    (floor,) = median_of("floor", [lambda: ssh_all(the_lab, rs, FLOOR_APPLY.format(**fmt))], clean)
+    (floor,) = median_of("floor", [lambda: ssh_all(rs, FLOOR_APPLY.format(**fmt))], clean)
     firsts = median_of("site.yml first converge", list(sites), clean)
     noops = [f.noops for f in sites]  # type: ignore[attr-defined]
     for tag, times in zip(("", " (before)"), noops, strict=False):
