@@ -83,6 +83,9 @@ def test_refused_in_one_line_before_any_change(npnmlab: labmod.Lab) -> None:
             # The module's msg is that one line (the YAML callback wraps it on screen).
             block = run.stdout.split(f"fatal: [{host}]: FAILED! =>", 1)[1].split("fatal: [", 1)[0]
             assert f"msg: '{REFUSAL}" in " ".join(block.split()), (host, block)
+        # ansible-core's own error line (printed once for the same error on several hosts): the refusal, one line.
+        errors = [line for line in run.stdout.splitlines() if line.startswith("[ERROR]: Task failed: Module failed:")]
+        assert errors and all(REFUSAL in line for line in errors), errors
         for host in HOSTS:
             now = snapshot(npnmlab.host(host))
             assert now == before[host], "".join(
