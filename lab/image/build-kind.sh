@@ -54,6 +54,13 @@ done
 install -m 0755 "$here/lab-netconfig.sh" "$root/usr/local/sbin/dsrprov-lab-netconfig"
 case $manager in
   networkmanager) before=NetworkManager.service ;;
+  netplan-nm) before=NetworkManager.service
+    # netplan renders for NetworkManager, globally, as Ubuntu desktop's
+    # installer writes it; systemd-networkd stays disabled.
+    mkdir -p "$root/etc/netplan"; umask_was=$(umask); umask 077
+    printf '%s\n' '# Let NetworkManager manage all devices on this system' 'network:' '  version: 2' \
+      '  renderer: NetworkManager' >"$root/etc/netplan/01-network-manager-all.yaml"
+    umask "$umask_was" ;;
   networkd|netplan) before=systemd-networkd.service
     # As an admin would (netplan's renderer here is networkd, as on Ubuntu
     # servers): systemctl works offline in a chroot.

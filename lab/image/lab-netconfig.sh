@@ -3,7 +3,7 @@
 # the manager's own static configuration of eth0 with the addresses podman
 # gave the container, as an installer would have written it, so that the
 # manager really manages eth0 (and keeps the same addresses: SSH stays up).
-# Usage: dsrprov-lab-netconfig MANAGER   (networkmanager | networkd | netplan | ifupdown)
+# Usage: dsrprov-lab-netconfig MANAGER   (networkmanager | networkd | netplan | netplan-nm | ifupdown)
 set -eu
 manager=$1
 v4=$(ip -o -4 addr show dev eth0 scope global | awk '{print $4}')
@@ -32,11 +32,12 @@ case $manager in
     } >"$file.tmp"
     mv "$file.tmp" "$file"
     ;;
-  netplan)
+  netplan|netplan-nm)
     # As cloud-init writes it on an Ubuntu cloud image (static here: the lab
     # has no DHCP; by name, not "match: macaddress": netplan renders that as
-    # PermanentMACAddress=, which a veth has none of), then rendered:
-    # netplan's systemd generator ran before this file existed.
+    # PermanentMACAddress=, which a veth has none of), then rendered (for
+    # networkd, or for NetworkManager where the image's 01-network-manager-all.yaml
+    # says so): netplan's systemd generator ran before this file existed.
     file=/etc/netplan/50-cloud-init.yaml
     [ -e "$file" ] && exit 0
     umask 077

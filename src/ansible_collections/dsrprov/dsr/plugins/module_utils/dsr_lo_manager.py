@@ -34,7 +34,10 @@ What each manager does to addresses on lo, checked by hand in the lab
   lists of several files are concatenated). Labels work
   (``addresses: [VIP/32: {label: "lo:1"}]``). Once lo leaves netplan's
   configuration, networkd 252 and 257 delete every address on lo, 127.0.0.1
-  and ::1 included (canonical/netplan PR 408).
+  and ::1 included (canonical/netplan PR 408). With the NetworkManager
+  renderer (1.1, NetworkManager 1.52) netplan renders lo as an ethernet
+  profile NetworkManager cannot bring up on lo, and ``netplan apply`` leaves
+  lo without any address: refused.
 - ifupdown's ``inet loopback`` method only sets lo down and up; the kernel
   then drops lo's IPv6 addresses unless ``net.ipv6.conf.lo.keep_addr_on_down``
   is set, and keeps the IPv4 ones.
@@ -448,15 +451,21 @@ def _assess_netplan(
     if state.netplan_ours and NETPLAN_MARK not in state.netplan_ours:
         problems.append(f"{NETPLAN_FILE} exists and is not dsrprov's: move it away, dsrprov keeps the VIPs there")
     if renderer == "NetworkManager":
-        # Not carried out in the lab (no NetworkManager build whose loopback
-        # profiles netplan 1.1 renders was tried): refused rather than guessed.
+        # Measured in the lab (kind debian13-netplan-nm, docs/linux.md): netplan
+        # 1.1 renders lo for NetworkManager 1.52 as an ethernet profile, which
+        # NetworkManager cannot activate on lo ("No suitable device"), and
+        # `netplan apply` then leaves lo unmanaged and without any address,
+        # 127.0.0.1 and ::1 included. A VIP in a netplan file would never reach lo.
         problems.append(
             "netplan renders lo for NetworkManager here: dsrprov keeps VIPs in netplan with the networkd renderer "
-            "only; set `renderer: networkd` for lo (ethernets: lo: renderer: networkd) or add the VIPs to "
-            "netplan's lo by hand"
+            "only (netplan renders lo for NetworkManager as an ethernet profile that NetworkManager cannot bring "
+            "up on lo, and netplan apply then leaves lo without any address); give lo `renderer: networkd` "
+            "(ethernets: lo: renderer: networkd, systemd-networkd running)"
         )
     missing = [v for v in vips if not state.netplan_holds(v)]
-    if missing and in_netplan:
+    if missing and in_netplan and renderer == "NetworkManager":
+        risks.append(f"netplan apply removes {_vip_list(missing)}: it leaves lo without any address")
+    elif missing and in_netplan:
         risks.append(
             f"netplan apply, networkctl reload or reconfigure lo removes {_vip_list(missing)}: lo is in netplan's "
             "configuration and they are not"
