@@ -39,7 +39,8 @@ integration: image
 
 # Long lab tests kept out of make test (CI has 90 minutes on 2 cores): the
 # director's DSR-path check faults, the Linux module's VLAN and kill tests,
-# enroll/unenroll on a directory inventory.
+# enroll/unenroll on a directory inventory, netplan's NetworkManager renderer
+# (refused; its own image kind).
 integration-extended: image
 	$(BIN)/pytest -q -m extended tests/integration
 
