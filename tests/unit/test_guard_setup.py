@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import pytest
 
 from ansible_collections.dsrprov.dsr.plugins.filter.linux_names import FilterModule as NameFilters
+from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_boot_unit as boot_unit
 from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_guard_setup as guard_setup
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import ChangePlan
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_linux_names import BadName, check_path
@@ -60,6 +61,7 @@ def guard_option(tmp_path: Path, **over: Any) -> dict[str, Any]:
     return {
         "mode": "heal",
         "config": str(tmp_path / "etc-dsrprov" / "guard.json"),
+        "program": str(tmp_path / "sbin" / "dsrprov-guard"),
         "unit_name": "dsrprov-guard.service",
         "textfile_dir": str(tmp_path / "prometheus" / "node-exporter"),
         "period": 30,
@@ -77,6 +79,7 @@ def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     FakeAnsibleModule.check_mode = False
     FakeAnsibleModule.active = "active"
     FakeAnsibleModule.calls = []
+    monkeypatch.setattr(boot_unit, "UNIT_DIR", str(tmp_path / "systemd"))
 
     def read_and_check(module: Any) -> dict[str, Any]:
         return {
@@ -120,6 +123,26 @@ def listing(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
+def install_guard(tmp_path: Path, option: dict[str, Any]) -> None:
+    """What the role's guard.yml puts on the host after the module: the program and the unit."""
+    for path, text in ((Path(option["program"]), "#!/usr/bin/python3\n"), (tmp_path / "systemd" / UNIT, "[Unit]\n")):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+
+
+UNIT = "dsrprov-guard.service"
+GONE = [
+    "stop dsrprov-guard.service",
+    "disable dsrprov-guard.service",
+    "remove {systemd}/dsrprov-guard.service and reload systemd",
+    "remove {program}",
+]
+
+
+def gone(tmp_path: Path, option: dict[str, Any]) -> list[str]:
+    return [g.format(systemd=tmp_path / "systemd", program=option["program"]) for g in GONE]
+
+
 def test_a_refused_host_gets_nothing_of_the_guard(tmp_path: Path, host: dict[str, Any]) -> None:
     host["problems"] = ["dsrprov: lo is managed by NetworkManager under netplan"]
     for state in ("present", "absent"):
@@ -158,28 +181,32 @@ def test_a_directory_that_was_there_is_not_dsrprovs(tmp_path: Path, host: dict[s
     Path(option["textfile_dir"]).mkdir(parents=True)
     run_module(vips=["192.0.2.10"], guard=option)
     assert not json.loads(Path(option["config"]).read_text())["textfile_dir_created"]
+    install_guard(tmp_path, option)
     (Path(option["textfile_dir"]) / "dsrprov_guard.prom").write_text("x 1\n")
     result = run_module(state="absent", guard=option)
-    assert result.result["changes"][:3] == [
-        "stop dsrprov-guard.service",
+    assert result.result["changes"][:6] == [
+        *gone(tmp_path, option),
         "remove {}/dsrprov_guard.prom".format(option["textfile_dir"]),
         "remove {}".format(option["config"]),
     ]
     assert listing(Path(option["textfile_dir"])) == []  # kept, empty, as found
     assert not Path(option["config"]).parent.exists()
+    assert listing(tmp_path / "systemd") == [] and not Path(option["program"]).exists()
+    assert ["systemctl", "daemon-reload"] in FakeAnsibleModule.calls
 
 
 def test_absent_removes_the_directory_dsrprov_made_only_when_empty(tmp_path: Path, host: dict[str, Any]) -> None:
     option = guard_option(tmp_path)
     run_module(vips=["192.0.2.10"], guard=option)
+    install_guard(tmp_path, option)
     textfile = Path(option["textfile_dir"])
     (textfile / "dsrprov_guard.prom").write_text("x 1\n")
     result = run_module(state="absent", guard=option)
-    assert result.result["changes"][0] == "stop dsrprov-guard.service"
+    assert result.result["changes"][:4] == gone(tmp_path, option)
     # Its parent was missing too: dsrprov made both, and removes both.
     assert f"remove {textfile} and {textfile.parent}" in result.result["changes"]
     assert not textfile.parent.exists() and tmp_path.is_dir()
-    assert FakeAnsibleModule.calls[-1] == ["systemctl", "stop", "dsrprov-guard.service"]
+    assert ["systemctl", "stop", "dsrprov-guard.service"] in FakeAnsibleModule.calls
     # Made by dsrprov, but someone else's file is in it now: it stays.
     run_module(vips=["192.0.2.10"], guard=option)
     (textfile / "node.prom").write_text("y 1\n")
@@ -209,10 +236,17 @@ def test_a_later_failure_puts_the_old_guard_configuration_back(tmp_path: Path, h
     assert result.failed and "rolled back the 4 change(s)" in result.result["msg"]
     assert config.read_text() == '{"mode": "report"}\n' and config.stat().st_mode & 0o777 == 0o640
     assert not Path(option["textfile_dir"]).exists()  # the directory this run made is gone again
-    # Absent: the stopped guard is started again.
+    # Absent: the guard stopped, disabled, its unit and program removed, then all put back and started again.
+    install_guard(tmp_path, option)
+    before = {p: p.read_text() for p in (Path(option["program"]), tmp_path / "systemd" / UNIT)}
     FakeAnsibleModule.calls = []
-    run_module(state="absent", guard=option)
-    assert ["systemctl", "start", "dsrprov-guard.service"] in FakeAnsibleModule.calls
+    result = run_module(state="absent", guard=option)
+    assert result.failed and "rolled back the 6 change(s)" in result.result["msg"]
+    assert FakeAnsibleModule.calls[-2:] == [
+        ["systemctl", "enable", "--quiet", UNIT],
+        ["systemctl", "start", UNIT],
+    ]
+    assert {p: p.read_text() for p in before} == before
     assert config.read_text() == '{"mode": "report"}\n'
 
 
@@ -231,8 +265,10 @@ def test_check_mode_writes_nothing_and_shows_the_guard_in_the_diff(tmp_path: Pat
 def test_mode_off_stops_the_guard_first_and_without_the_option_the_guard_is_left_alone(
     tmp_path: Path, host: dict[str, Any]
 ) -> None:
-    result = run_module(vips=["192.0.2.10"], guard=guard_option(tmp_path, mode="off"))
-    assert result.result["changes"] == ["stop dsrprov-guard.service", "sysctls", "manager", "vips", "boot unit"]
+    option = guard_option(tmp_path, mode="off")
+    install_guard(tmp_path, option)
+    result = run_module(vips=["192.0.2.10"], guard=option)
+    assert result.result["changes"] == [*gone(tmp_path, option), "sysctls", "manager", "vips", "boot unit"]
     FakeAnsibleModule.calls = []
     assert run_module(vips=["192.0.2.10"]).result["changes"] == ["sysctls", "manager", "vips", "boot unit"]
     assert FakeAnsibleModule.calls == []
@@ -262,7 +298,7 @@ HOSTILE_PATHS = [
 
 
 @pytest.mark.parametrize("path", HOSTILE_PATHS)
-@pytest.mark.parametrize("key", ["config", "textfile_dir"])
+@pytest.mark.parametrize("key", ["config", "textfile_dir", "program"])
 def test_a_hostile_guard_path_is_refused_with_one_line_before_the_host_is_read(
     tmp_path: Path, host: dict[str, Any], key: str, path: str
 ) -> None:

@@ -4,9 +4,11 @@ A running guard acts on lo between runs, so what it is told comes before any
 VIP or sysctl change of this run: with the guard on, its configuration
 (guard.json) is the first step (the guard re-reads it before it judges the
 next change of lo); with the guard off or the host leaving, stopping it is
-the first step (it would put back a VIP this run removes). Both are steps of
+the first step (it would put back a VIP this run removes), and the rest of it
+goes with it (unit, program, metric file, configuration). All are steps of
 the module's plan, so a host the module refuses is left untouched and a later
-failure undoes them. The program and the unit stay with the role's tasks.
+failure undoes them. Installing the program and the unit, and starting the
+guard, stay with the role's tasks after the module.
 
 node_exporter's textfile directory is created here when missing, and
 guard.json notes the topmost directory dsrprov made for it (e.g.
@@ -22,8 +24,14 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
-from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_boot_unit import unit_state
-from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import ChangePlan, read_text, run
+# The boot unit's steps serve the guard's unit too (stop, disable, remove, reload).
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_boot_unit import plan as plan_unit
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import (
+    ChangePlan,
+    file_mode,
+    put_file,
+    read_text,
+)
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_linux_names import check_path, check_unit_name
 
 METRIC_FILE = "dsrprov_guard.prom"  # the guard's own name for it (files/dsrprov_guard.py)
@@ -35,6 +43,7 @@ OPTION = {
     "options": {
         "mode": {"type": "str", "choices": ["heal", "report", "off"], "default": "heal"},
         "config": {"type": "str", "default": "/etc/dsrprov/guard.json"},
+        "program": {"type": "str", "default": "/usr/local/sbin/dsrprov-guard"},
         "unit_name": {"type": "str", "default": "dsrprov-guard.service"},
         "textfile_dir": {"type": "str", "default": "/var/lib/prometheus/node-exporter"},
         "period": {"type": "int", "default": 30},
@@ -49,6 +58,7 @@ def check(guard: Optional[Dict[str, Any]]) -> None:
     if not guard:
         return
     check_path(guard["config"], "guard configuration path")
+    check_path(guard["program"], "guard program path")
     check_path(guard["textfile_dir"], "guard textfile directory")
     check_unit_name(guard["unit_name"], "guard unit name")
     for key in ("period", "flap_limit", "flap_window"):
@@ -165,16 +175,21 @@ def plan(
             change.diff("%s (directory)" % textfile_dir, "absent\n", "present\n")
             change.step("create %s" % textfile_dir, lambda: make_dir(textfile_dir), lambda: remove_own_dirs(made))
         return {"guard": guard["mode"], "textfile_dir_created": created}
-    # Off, or the host leaves: the guard stops first; its metric file, the
-    # directory dsrprov made for it and its configuration go with it.
-    name = guard["unit_name"]
-    active = unit_state(module, name).get("ActiveState") in ("active", "activating", "reloading")
-    if active:
-        change.diff("%s active" % name, "yes\n", "no\n")
+    # Off, or the host leaves: the guard stops first (and is disabled, its
+    # unit removed, systemd reloaded: the boot unit's steps); then its
+    # program, its metric file, the directories dsrprov made for it and its
+    # configuration.
+    plan_unit(change, module, guard["unit_name"], "absent", [], "", "", "")
+    program = guard["program"]
+    old_program = read_text(program)
+    if os.path.lexists(program):
+        old_mode = file_mode(program, 0o755)
+        # The diff names it: its text (the whole program) says nothing useful.
+        change.diff(program, "present\n", "absent\n")
         change.step(
-            "stop %s" % name,
-            lambda: run(module, ["systemctl", "stop", name]),
-            lambda: run(module, ["systemctl", "start", name]),
+            "remove %s" % program,
+            lambda: put_file(program, None, 0o755),
+            lambda: put_file(program, old_program or "", old_mode),
         )
     change.file(os.path.join(textfile_dir, METRIC_FILE), None, 0o644)
     made = removable(own_dirs(textfile_dir, made_before))

@@ -92,8 +92,9 @@ options:
         it judges the next change of C(lo)), then creates I(textfile_dir) when missing and notes in I(config) that
         dsrprov made it.
       - C(state=absent), or I(mode) C(off) - first stops the guard's unit when it runs (it would put back a VIP this
-        call removes), then removes its metric file, I(textfile_dir) when dsrprov made it and it is empty, and
-        I(config). The program and the unit are the role's.
+        call removes), disables it, removes it (and reloads systemd), then removes I(program), its metric file,
+        I(textfile_dir) (and the parents dsrprov made with it) when dsrprov made it and it is empty, and I(config).
+        Installing the program and the unit and starting the guard are the role's tasks, after this call.
       - Like every change, these happen only after every check passed, show in check mode and C(--diff), and are
         undone when a later change fails. Paths must be absolute with no whitespace, quotes or shell or systemd
         special characters; the unit name a plain C(.service) name; anything else is refused with one line
@@ -109,6 +110,10 @@ options:
         description: The guard's configuration file (JSON).
         type: str
         default: /etc/dsrprov/guard.json
+      program:
+        description: The guard program (removed here with C(state=absent) or I(mode) C(off)).
+        type: str
+        default: /usr/local/sbin/dsrprov-guard
       unit_name:
         description: The guard's systemd unit.
         type: str
