@@ -18,20 +18,25 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-# promtool checks the guard's metric file in the lab tests. It comes out of
-# Debian's prometheus package, whose server this machine must not run: only
-# that one binary is extracted (from the machine's own apt sources).
-promtool=/var/cache/dsrprov/promtool/usr/bin/promtool
-if [ ! -x "$promtool" ]; then
-  echo "extracting promtool from Debian's prometheus package"
+# Binaries the guard's lab tests use, out of Debian packages this machine
+# must not install (their servers would run here): only the one file is
+# extracted, from the machine's own apt sources, into /var/cache/dsrprov/DIR.
+# promtool (package prometheus) checks the guard's metric file;
+# prometheus-node-exporter is copied into a lab real server, where it serves
+# the guard's metrics through its textfile collector.
+extract_binary() {  # PACKAGE DIR MEMBER
+  [ ! -x "/var/cache/dsrprov/$2/$3" ] || return 0
+  echo "extracting $3 from Debian's $1 package"
   sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd=sudo
   scratch=$(mktemp -d)
-  (cd "$scratch" && apt-get download -qq prometheus >/dev/null 2>&1) ||
-    { $sudo_cmd apt-get -o DPkg::Lock::Timeout=600 update -qq && (cd "$scratch" && apt-get download -qq prometheus); }
-  $sudo_cmd mkdir -p /var/cache/dsrprov/promtool
-  dpkg-deb --fsys-tarfile "$scratch"/prometheus_*.deb | $sudo_cmd tar -x -C /var/cache/dsrprov/promtool ./usr/bin/promtool
+  (cd "$scratch" && apt-get download -qq "$1" >/dev/null 2>&1) ||
+    { $sudo_cmd apt-get -o DPkg::Lock::Timeout=600 update -qq && (cd "$scratch" && apt-get download -qq "$1"); }
+  $sudo_cmd mkdir -p "/var/cache/dsrprov/$2"
+  dpkg-deb --fsys-tarfile "$scratch"/"$1"_*.deb | $sudo_cmd tar -x -C "/var/cache/dsrprov/$2" "./$3"
   rm -rf "$scratch"
-fi
+}
+extract_binary prometheus promtool usr/bin/promtool
+extract_binary prometheus-node-exporter node-exporter usr/bin/prometheus-node-exporter
 
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then

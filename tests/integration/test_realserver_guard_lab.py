@@ -9,7 +9,13 @@ networkd a new .network for lo + reload + reconfigure + restart of networkd leav
 with the guard still running; the metric file passes `promtool check metrics`; report mode
 restores nothing and the metric shows it; the flapping limit engages and disengages; the negative
 control (mode off) leaves a removed VIP missing; state=absent removes guard, unit, configuration
-and metric file. The guard's RSS is printed.
+and metric file. The guard's RSS is printed. Rule 4 with the guard on: a run the module refuses (a
+later sysctl file that weakens arp_ignore) leaves the host byte for byte as it was, in report and
+off mode alike; and absent leaves node_exporter's textfile directory as it found it before the first
+run: g12 had no /var/lib/prometheus (absent removes what dsrprov made), gnd13 had one with a foreign
+file, gnm12 had the textfile directory itself with a foreign file (both kept). A real node_exporter
+(Debian's, extracted by lab/setup.sh) on g12 serves the metrics; the client scrapes it and sees
+dsrprov_vip_present go 1 -> 0 (report mode, VIP removed) -> 1 (heal again).
 """
 
 from __future__ import annotations
@@ -39,6 +45,21 @@ PROGRAM = "/usr/local/sbin/dsrprov-guard"
 CONFIG = "/etc/dsrprov/guard.json"
 PERIOD = 2.0  # dsr_realserver_linux_guard_period in the lab's group_vars
 HOSTS = ("g12", "gnd13", "gnm12")
+
+
+PROMETHEUS_BEFORE = {
+    "g12": "true",
+    "gnd13": "mkdir /var/lib/prometheus && echo theirs > /var/lib/prometheus/foreign.txt",
+    "gnm12": "mkdir -p /var/lib/prometheus/node-exporter && echo 'x 1' > "
+    "/var/lib/prometheus/node-exporter/foreign.prom",
+}
+# Every file, directory and link under these (mode, link target), and every file's checksum but the
+# metric file's (the running guard rewrites it): what a refused run must leave as it was.
+SNAPSHOT = (
+    "find /etc/dsrprov /var/lib/prometheus /etc/systemd/system /usr/local/sbin -printf '%p %M %l\\n' | sort;"
+    " find /etc/dsrprov /etc/systemd/system /usr/local/sbin -type f | sort | xargs md5sum;"
+    " systemctl is-enabled dsrprov-guard; systemctl is-active dsrprov-guard; true"
+)
 
 
 def sh(host: labmod.LabHost, script: str, check: bool = True) -> str:
@@ -124,6 +145,10 @@ def glab() -> Iterator[labmod.Lab]:
     labmod.up(the_lab)
     nd = the_lab.host("gnd13")
     sh(nd, "printf '[Match]\\nName=lo\\n' > /etc/systemd/network/05-lo.network && networkctl reload")
+    # What node_exporter's side looked like before dsrprov (a kept lab's guard stopped first: it would
+    # make its directory again): nothing on g12, a foreign file beside it on gnd13, in it on gnm12.
+    for name, before in PROMETHEUS_BEFORE.items():
+        sh(the_lab.host(name), f"systemctl stop dsrprov-guard 2>/dev/null; rm -rf /var/lib/prometheus; {before}")
     play()
     for name in HOSTS:  # a kept lab's earlier configuration: no reload grace (RUN_GRACE) in the first tests
         sh(the_lab.host(name), "systemctl restart dsrprov-guard")
@@ -146,6 +171,25 @@ def test_installed_idempotent_and_check_mode(glab: labmod.Lab) -> None:
         assert "guarding VIPs" in sh(host, "journalctl -u dsrprov-guard -o cat --no-pager")
     assert changed(play()) == dict.fromkeys(HOSTS, 0)
     assert changed(play("--check")) == dict.fromkeys(HOSTS, 0)
+
+
+def test_a_refused_run_leaves_the_host_untouched_guard_included(glab: labmod.Lab) -> None:
+    """Rule 4: a run the module refuses changes nothing, with the guard on. Before issue 23's fix the
+    role wrote guard.json (report mode) or removed the guard (mode off) before the module's checks."""
+    host = glab.host("g12")
+    sh(host, "echo 'net.ipv4.conf.all.arp_ignore = 0' > /etc/sysctl.d/99-zz-weaken.conf")
+    try:
+        before = sh(host, SNAPSHOT)
+        assert "/etc/dsrprov/guard.json" in before and "/var/lib/prometheus/node-exporter" in before
+        for mode in ("report", "off"):
+            run = run_playbook(
+                "site.yml", "--limit", "g12", "-e", f"dsr_realserver_linux_guard_mode={mode}", inventory=INVENTORY
+            )
+            assert run.returncode != 0, run.stdout[-2000:]
+            assert "99-zz-weaken.conf" in run.stdout + run.stderr
+            assert sh(host, SNAPSHOT) == before, mode
+    finally:
+        sh(host, "rm -f /etc/sysctl.d/99-zz-weaken.conf")
 
 
 def test_heal_puts_back_a_removed_vip_within_a_second(glab: labmod.Lab) -> None:
@@ -241,12 +285,49 @@ def test_metric_file_passes_promtool(glab: labmod.Lab) -> None:
     assert "dsrprov_guard_last_check_timestamp_seconds" in text
 
 
+NODE_EXPORTER = "/var/cache/dsrprov/node-exporter/usr/bin/prometheus-node-exporter"  # lab/setup.sh extracts it
+NODE_EXPORTER_UNIT = "dsrprov-test-node-exporter"
+
+
+def start_node_exporter(the_lab: labmod.Lab, name: str) -> bool:
+    """Debian's node_exporter on host NAME, the textfile collector on the guard's directory and
+    little else, on port 9100 (a transient unit). False when lab/setup.sh did not extract it."""
+    if not os.access(NODE_EXPORTER, os.X_OK):
+        return False
+    host = the_lab.host(name)
+    labmod.podman("cp", NODE_EXPORTER, f"{host.container}:/usr/local/bin/node-exporter-test")
+    sh(host, f"systemctl stop {NODE_EXPORTER_UNIT} 2>/dev/null; systemd-run --collect --unit={NODE_EXPORTER_UNIT}"
+             " /usr/local/bin/node-exporter-test --collector.disable-defaults --collector.textfile"
+             f" --collector.textfile.directory={os.path.dirname(PROM)} --collector.loadavg"
+             " --web.listen-address=:9100")  # fmt: skip
+    return True
+
+
+def scrape(the_lab: labmod.Lab, name: str, vip: str) -> float:
+    """dsrprov_vip_present{vip=VIP} as the client reads it from host NAME's node_exporter."""
+    address = the_lab.host(name).ip
+    pattern = re.compile(r"^dsrprov_vip_present\{vip=\"" + re.escape(vip) + r"\"\} (\S+)$", re.M)
+    for _ in range(50):  # node_exporter's first seconds
+        out = sh(the_lab.host("gclient"), f"curl -sf --max-time 2 http://{address}:9100/metrics", check=False)
+        found = pattern.search(out)
+        if found:
+            return float(found.group(1))
+        time.sleep(0.1)
+    raise AssertionError(f"no dsrprov_vip_present for {vip} in {name}'s node_exporter: {out[-500:]}")
+
+
 def test_report_mode_restores_nothing_and_says_so(glab: labmod.Lab) -> None:
     host = glab.host("g12")
     play("-e", "dsr_realserver_linux_guard_mode=report", limit="g12")
+    scraping = start_node_exporter(glab, "g12")
+    if scraping:
+        assert scrape(glab, "g12", V4) == 1
     mark = cursor(host)
     assert remove_and_time(host, V4, wait=1.5) == "gone"
     time.sleep(0.3)
+    if scraping:
+        assert scrape(glab, "g12", V4) == 0
+        print("g12: node_exporter scraped from gclient: dsrprov_vip_present 1 -> 0 (report mode, VIP removed)")
     assert journal_since(host, mark) == [f"VIP {V4} is missing from lo; not restored (guard in report mode)"]
     m = metrics(host)
     assert m[f'dsrprov_vip_present{{vip="{V4}"}}'] == 0
@@ -262,6 +343,10 @@ def test_flapping_limit_engages_and_disengages(glab: labmod.Lab) -> None:
     flap = ("-e", "dsr_realserver_linux_guard_flap_limit=3", "-e", "dsr_realserver_linux_guard_flap_window=120")
     play(*flap, limit="g12")
     assert on_lo(host) == {V4, V6}  # the run put back what report mode left missing
+    if sh(host, f"systemctl is-active {NODE_EXPORTER_UNIT}", check=False).strip() == "active":
+        assert scrape(glab, "g12", V4) == 1
+        print("g12: node_exporter scraped from gclient: dsrprov_vip_present back to 1 (heal)")
+        sh(host, f"systemctl stop {NODE_EXPORTER_UNIT}; rm -f /usr/local/bin/node-exporter-test")
     # No restores of earlier tests within the window, no reload grace (RUN_GRACE).
     sh(host, "systemctl restart dsrprov-guard")
     time.sleep(0.5)
@@ -339,3 +424,12 @@ def test_absent_removes_the_guard(glab: labmod.Lab) -> None:
         assert out.count("No such file") == 4, out
         assert "dsrprov-guard" not in sh(host, "systemctl list-unit-files --no-legend 'dsrprov*'", check=False)
         assert on_lo(host) == set()
+    # node_exporter's side as it was before the first run (PROMETHEUS_BEFORE).
+    assert sh(glab.host("g12"), "ls -A /var/lib/prometheus 2>&1; true").strip().endswith("No such file or directory")
+    assert sh(glab.host("gnd13"), "ls -AR /var/lib/prometheus").split() == ["/var/lib/prometheus:", "foreign.txt"]
+    assert sh(glab.host("gnm12"), "ls -A /var/lib/prometheus /var/lib/prometheus/node-exporter").split() == [
+        "/var/lib/prometheus:",
+        "node-exporter",
+        "/var/lib/prometheus/node-exporter:",
+        "foreign.prom",
+    ]

@@ -13,6 +13,9 @@ from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_linux_names import
     BadName,
     check_interfaces,
     check_label,
+    check_path,
+    check_unit_name,
+    systemd_quote,
 )
 
 
@@ -32,8 +35,36 @@ def _filter_interfaces(names: Any) -> list[str]:
         raise AnsibleFilterError(f"dsrprov: {exc}") from None
 
 
+def _filter_path(path: Any, what: str = "path") -> str:
+    """Jinja filter: an absolute, plain path (the guard's program, configuration, textfile directory)."""
+    try:
+        return check_path(path, what)
+    except BadName as exc:
+        raise AnsibleFilterError(f"dsrprov: {exc}") from None
+
+
+def _filter_unit_name(name: Any, what: str = "unit name") -> str:
+    """Jinja filter: a plain systemd service name."""
+    try:
+        return check_unit_name(name, what)
+    except BadName as exc:
+        raise AnsibleFilterError(f"dsrprov: {exc}") from None
+
+
+def _filter_systemd_arg(value: Any) -> str:
+    """Jinja filter: one argument of a unit's ExecStart=, quoted by systemd's rules."""
+    return systemd_quote(str(value))
+
+
 class FilterModule:
-    """Ansible filters: ``dsr_check_lo_label``, ``dsr_check_interfaces``."""
+    """Ansible filters: ``dsr_check_lo_label``, ``dsr_check_interfaces``, ``dsr_check_path``,
+    ``dsr_check_unit_name``, ``dsr_systemd_arg``."""
 
     def filters(self) -> dict[str, Any]:
-        return {"dsr_check_lo_label": _filter_label, "dsr_check_interfaces": _filter_interfaces}
+        return {
+            "dsr_check_lo_label": _filter_label,
+            "dsr_check_interfaces": _filter_interfaces,
+            "dsr_check_path": _filter_path,
+            "dsr_check_unit_name": _filter_unit_name,
+            "dsr_systemd_arg": _filter_systemd_arg,
+        }

@@ -81,3 +81,38 @@ def systemd_quote(value: str) -> str:
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
     escaped = escaped.replace("\t", "\\t").replace("%", "%%").replace("$", "$$")
     return '"%s"' % escaped
+
+
+# Paths the guard's unit runs or reads, and where it writes: absolute, and
+# only characters that mean nothing to a shell, to systemd's ExecStart= (no
+# "%" specifier, no "$" variable, no quote, no whitespace) or to a JSON reader.
+_PATH_RE = re.compile(r"/[A-Za-z0-9_./+@,=-]*")
+PATH_MAX = 4095
+# A unit name systemd takes (systemd.unit(5)), of a service.
+_UNIT_RE = re.compile(r"[A-Za-z0-9_.@:-]+\.service")
+UNIT_NAME_MAX = 255
+
+
+def check_path(path: Any, what: str = "path") -> str:
+    """Return PATH when it is absolute and plain (see _PATH_RE), without "." or ".." parts."""
+    if (
+        not isinstance(path, str)
+        or not _PATH_RE.fullmatch(path)
+        or len(path.encode()) > PATH_MAX
+        or any(part in (".", "..") for part in path.split("/"))
+    ):
+        raise BadName(
+            "invalid %s %r: it must be an absolute path of letters, digits and _ . / + @ , = - "
+            "(no whitespace, quotes, '%%', '$' or other shell characters, no '.' or '..' parts)" % (what, path)
+        )
+    return path
+
+
+def check_unit_name(name: Any, what: str = "unit name") -> str:
+    """Return NAME when it is a plain systemd service name (letters, digits, _ . @ : -, ending .service)."""
+    if not isinstance(name, str) or not _UNIT_RE.fullmatch(name) or len(name.encode()) > UNIT_NAME_MAX:
+        raise BadName(
+            "invalid %s %r: letters, digits, '_', '.', '@', ':' or '-', ending in .service, "
+            "at most %d bytes" % (what, name, UNIT_NAME_MAX)
+        )
+    return name

@@ -84,6 +84,56 @@ options:
     description: The systemd unit that restores the VIPs at boot.
     type: str
     default: dsrprov-loopback-vips.service
+  guard:
+    description:
+      - The guard (the role's C(dsrprov-guard) service) - what it is told is part of this call's plan, and comes
+        before any other change, since a running guard acts on C(lo). Omitted, the guard is left alone.
+      - C(state=present) with I(mode) C(heal) or C(report) - first writes I(config) (the guard re-reads it before
+        it judges the next change of C(lo)), then creates I(textfile_dir) when missing and notes in I(config) that
+        dsrprov made it.
+      - C(state=absent), or I(mode) C(off) - first stops the guard's unit when it runs (it would put back a VIP this
+        call removes), disables it, removes it (and reloads systemd), then removes I(program), its metric file,
+        I(textfile_dir) (and the parents dsrprov made with it) when dsrprov made it and it is empty, and I(config).
+        Installing the program and the unit and starting the guard are the role's tasks, after this call.
+      - Like every change, these happen only after every check passed, show in check mode and C(--diff), and are
+        undone when a later change fails. Paths must be absolute with no whitespace, quotes or shell or systemd
+        special characters; the unit name a plain C(.service) name; anything else is refused with one line
+        before the host is read.
+    type: dict
+    suboptions:
+      mode:
+        description: C(heal), C(report) or C(off).
+        type: str
+        choices: [heal, report, "off"]
+        default: heal
+      config:
+        description: The guard's configuration file (JSON).
+        type: str
+        default: /etc/dsrprov/guard.json
+      program:
+        description: The guard program (removed here with C(state=absent) or I(mode) C(off)).
+        type: str
+        default: /usr/local/sbin/dsrprov-guard
+      unit_name:
+        description: The guard's systemd unit.
+        type: str
+        default: dsrprov-guard.service
+      textfile_dir:
+        description: node_exporter's textfile collector directory, where the guard writes its metrics.
+        type: str
+        default: /var/lib/prometheus/node-exporter
+      period:
+        description: Seconds between two checks of the sysctls.
+        type: int
+        default: 30
+      flap_limit:
+        description: Restores of one VIP within I(flap_window) seconds beyond which the guard stops restoring it.
+        type: int
+        default: 10
+      flap_window:
+        description: The window of the flapping limit, in seconds.
+        type: int
+        default: 300
 author: dsrprov maintainers (@dsrprov)
 """
 
@@ -133,12 +183,18 @@ ip_command:
   description: Absolute path of the C(ip) command.
   returned: always
   type: str
+guard:
+  description: "The guard's mode as configured (C(heal), C(report) or C(off)) and whether dsrprov made its
+    textfile directory; empty without the I(guard) option."
+  returned: always
+  type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_arp_sysctls as arp
 from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_boot_unit as unit
+from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_guard_setup as guard_setup
 from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_host_facts as facts
 from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_lo_persist as persist
 from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_loopback_vips as lo_vips
@@ -173,7 +229,8 @@ def check_names(module):
     try:
         check_label(p["label"])
         check_interfaces(p["arp_interfaces"])
-    except BadName as exc:
+        guard_setup.check(p.get("guard"))
+    except (BadName, ValueError) as exc:
         module.fail_json(msg="dsrprov: %s" % exc)
 
 
@@ -243,6 +300,11 @@ def plan_changes(module, found):
     change = ChangePlan()
     result = {}
 
+    def guard():
+        result["guard"] = guard_setup.plan(
+            change, module, p["guard"], present, found["vips"], p["label"], p["sysctl_file"], p["record_file"]
+        )
+
     def manager():
         result.update(
             persist.plan(change, module, found["lo_state"], found["vips"], present, p["label"],
@@ -266,10 +328,12 @@ def plan_changes(module, found):
             change, p["sysctl_file"], p["state"], found["arp_interfaces"], ARP_IGNORE, ARP_ANNOUNCE, True
         )
 
-    # ARP first: the VIPs go on lo only once the host can no longer answer ARP
-    # for them. Absent: the manager's configuration first (nothing may put the
-    # VIPs back), then the VIPs, the unit, and the ARP sysctls last.
-    for part in (sysctls, manager, vips, boot_unit) if present else (manager, vips, boot_unit, sysctls):
+    # The guard first, in both directions: it acts on lo between runs, so it
+    # is told (or stopped) before anything it watches changes. ARP next: the
+    # VIPs go on lo only once the host can no longer answer ARP for them.
+    # Absent: the manager's configuration first (nothing may put the VIPs
+    # back), then the VIPs, the unit, and the ARP sysctls last.
+    for part in (guard, sysctls, manager, vips, boot_unit) if present else (guard, manager, vips, boot_unit, sysctls):
         part()
     return change, result
 
@@ -288,6 +352,7 @@ def main():
             "record_file": {"type": "path", "default": "/etc/dsrprov/loopback-vips"},
             "manager_record": {"type": "path", "default": "/etc/dsrprov/loopback-manager.json"},
             "unit_name": {"type": "str", "default": "dsrprov-loopback-vips.service"},
+            "guard": guard_setup.OPTION,
         },
         supports_check_mode=True,
     )
@@ -312,6 +377,7 @@ def main():
         "removed": planned.get("removed", []),
         "interfaces": found["arp_interfaces"],
         "ip_command": found["ip_command"],
+        "guard": planned.get("guard", {}),
         "diff": change.diffs,
     }
     if module.check_mode or not change.steps:
