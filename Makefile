@@ -33,8 +33,9 @@ unit: setup
 	$(BIN)/pytest -q tests/unit
 
 # The lab: real systemd hosts, the director VM, real packets.
+# --durations: each run's log says where CI's time goes (the suite's budget).
 integration: image
-	$(BIN)/pytest -q -m "not extended" tests/integration
+	$(BIN)/pytest -q -m "not extended" --durations=30 tests/integration
 
 # Long lab tests kept out of make test (CI has 90 minutes on 2 cores): the
 # director's DSR-path check faults, the Linux module's VLAN and kill tests,

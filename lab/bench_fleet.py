@@ -43,6 +43,9 @@ SIZES = [int(n) for n in os.environ.get("DSRPROV_BENCH_SIZES", "8 32").split()]
 DSRPROV = str(Path(sys.executable).parent / "dsrprov")
 UNIT = "dsrprov-loopback-vips.service"
 COMPARE = os.environ.get("DSRPROV_BENCH_COMPARE", "")
+# The floor makes the role's host changes without the guard, so the ratios are
+# set with the guard off; DSRPROV_BENCH_GUARD=heal measures the role with it.
+GUARD = os.environ.get("DSRPROV_BENCH_GUARD", "off")
 # The runner of a checkout, run by that checkout's own code (its collection,
 # its ansible.cfg): prints how long ansible-playbook took, as pb.run times it.
 OTHER_SITE = """import sys
@@ -96,16 +99,13 @@ sysctl -qw net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.i
 """
 
 
-def ssh_all(the_lab: labmod.Lab, hosts: list[labmod.LabHost], script: str) -> float:
+def ssh_all(hosts: list[labmod.LabHost], script: str) -> float:
     """One OpenSSH session per host, all at once (the floor)."""
-    state = the_lab.state_dir
 
     def one(h: labmod.LabHost) -> int:
         return subprocess.run(
-            ["ssh", "-i", str(state / "id_ed25519"), "-o", f"UserKnownHostsFile={state / 'known_hosts'}",
-             "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", f"root@{h.ip}", "sh", "-s"],
-            input=script, capture_output=True, text=True, check=False,
-        ).returncode  # fmt: skip
+            labmod.ssh_argv(h, "sh -s"), input=script, capture_output=True, text=True, check=False
+        ).returncode
 
     start = time.monotonic()
     with ThreadPoolExecutor(len(hosts)) as pool:
@@ -137,7 +137,7 @@ Row = tuple[int, str, list[float], float, list[float] | None, float | None]
 
 def measure(n: int) -> list[Row]:
     """Bring up a fleet lab of N, measure every step, take it down."""
-    inventory = labmod.fleet_inventory(n)
+    inventory = labmod.fleet_inventory(n, guard_mode=GUARD)
     the_lab = labmod.load_lab(inventory)
     start = time.monotonic()
     labmod.up(the_lab)
@@ -153,7 +153,7 @@ def measure(n: int) -> list[Row]:
         done = pb.run(inventory, "--limit", limit, "-e", "dsr_state=absent", "--forks", "50")
         if done.returncode:
             sys.exit(done.stdout[-2000:])
-        ssh_all(the_lab, rs, FLOOR_UNDO.format(**fmt))
+        ssh_all(rs, FLOOR_UNDO.format(**fmt))
 
     def site() -> float:
         done = pb.run(inventory, "--limit", limit, "--forks", "50")
@@ -183,7 +183,7 @@ def measure(n: int) -> list[Row]:
         return first
 
     sites = [first_and_noop(site)] + ([first_and_noop(other_site)] if COMPARE else [])
-    (floor,) = median_of("floor", [lambda: ssh_all(the_lab, rs, FLOOR_APPLY.format(**fmt))], clean)
+    (floor,) = median_of("floor", [lambda: ssh_all(rs, FLOOR_APPLY.format(**fmt))], clean)
     firsts = median_of("site.yml first converge", list(sites), clean)
     noops = [f.noops for f in sites]  # type: ignore[attr-defined]
     for tag, times in zip(("", " (before)"), noops, strict=False):
@@ -225,8 +225,9 @@ def main() -> int:
     for n in SIZES:
         rows += measure(n)
     load = os.getloadavg()
-    print(f"\nfleet benchmark, {RUNS} runs each, {os.cpu_count()} cores, load average {load[0]:.1f} {load[1]:.1f}"
-          f" {load[2]:.1f} at the end (median, min-max; ratio to the floor)")  # fmt: skip
+    print(f"\nfleet benchmark, guard {GUARD}, {RUNS} runs each, {os.cpu_count()} cores,"
+          f" load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the end"
+          " (median, min-max; ratio to the floor)")  # fmt: skip
     head = f"{'N':>3}  {'step':28} {'median s':>9} {'min-max s':>13} {'x floor':>8}"
     if COMPARE:
         head += f"  | before: {'median s':>9} {'x floor':>8}   ({COMPARE})"

@@ -35,6 +35,33 @@ def wait_for_holder(directors: list[labmod.LabHost], vip: str, want: labmod.LabH
     raise labmod.LabError(f"{want.name} did not come to hold {vip} alone within {timeout:.0f} s")
 
 
+class PoolWatch:
+    """The number of real servers in a director's IPVS table, polled on the
+    director every half second while the block runs (its own loop over one
+    SSH session, so a slow controller does not thin the samples).
+
+    ``with PoolWatch(director) as watch: ...``, then ``watch.counts``."""
+
+    def __init__(self, director: labmod.LabHost, interval: float = 0.5) -> None:
+        self.director = director
+        self.interval = interval
+        self.counts: list[int] = []
+        self._proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> PoolWatch:
+        cmd = f"while :; do ipvsadm -Ln | grep -c Route; sleep {self.interval}; done"
+        self._proc = subprocess.Popen(labmod.ssh_argv(self.director, cmd), stdout=subprocess.PIPE, text=True)
+        time.sleep(2 * self.interval)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None
+        time.sleep(2 * self.interval)
+        self._proc.terminate()
+        out, _ = self._proc.communicate(timeout=30)
+        self.counts = [int(n) for n in out.split() if n.isdigit()]
+
+
 def _site(inventory: Path, limit: str) -> None:
     done = pb.run(inventory, "--limit", limit)
     if done.returncode != 0:

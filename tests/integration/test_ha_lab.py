@@ -97,14 +97,22 @@ def test_the_backup_director_takes_over_within_the_vrrp_bound_and_a_download_sur
     lab: labmod.Lab, setup: tuple[Roles, Path, str]
 ) -> None:
     roles, _, vip = setup
+    pool = 2 * sum(1 for h in lab.hosts if h.is_realserver)  # each real server, IPv4 and IPv6 service
     try:
         _, master, backup = pair.form_pair(lab, sync=True)
+        # Both directors check the real servers the way clients reach them,
+        # each from a probe namespace of its own: the backup's table is full
+        # before it is needed (a failing probe there would empty it).
+        for d in (master, backup):
+            out = labmod.ssh_exec(d, "sh", "-c", "ip netns list; ipvsadm -Ln | grep -c Route")
+            assert "dsrprov-dsrpath" in out and out.split()[-1] == str(pool), f"{d.name}: {out}"
         # Requests start every 50 ms whether or not the ones before were
         # answered (many clients): the gap is the director's, not one client's
         # SYN backoff (a lone client waits for its next retransmission, 1 s).
-        result = pair.kill_master(
-            lab, roles.client, master, backup, vip, download_url=f"http://{vip}/16m.bin", independent=True
-        )
+        with pair.PoolWatch(backup) as watch:
+            result = pair.kill_master(
+                lab, roles.client, master, backup, vip, download_url=f"http://{vip}/16m.bin", independent=True
+            )
     finally:
         pair.dissolve_pair(lab)
     gap = result.load.longest_gap()
@@ -114,6 +122,12 @@ def test_the_backup_director_takes_over_within_the_vrrp_bound_and_a_download_sur
         f"{result.takeover_s:.1f} s later, {result.garp_from_backup} gratuitous ARPs from it; download: curl exit "
         f"{rc}, HTTP {code}, {size} bytes in {seconds:.0f} s"
     )
+    print(f"backup's pool through the failover: {len(watch.counts)} polls, sizes {sorted(set(watch.counts))}")
+    # No false positive on the backup while it takes over: no real server ever
+    # leaves its table, and both answer clients through it afterwards.
+    assert len(watch.counts) >= 10 and set(watch.counts) == {pool}, watch.counts
+    after = {r.detail for r in result.load.requests if result.load.phase(r.start) == "backup holds the VIP"}
+    assert {h.name for h in roles.realservers} <= after, after
     # The client sent its requests to the master, and to the backup afterwards.
     assert result.client_mac_before == master.mac
     assert result.client_mac_after == backup.mac
