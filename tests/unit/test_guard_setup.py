@@ -124,7 +124,7 @@ def listing(root: Path) -> list[str]:
 
 
 def install_guard(tmp_path: Path, option: dict[str, Any]) -> None:
-    """What the role's guard.yml puts on the host after the module: the program and the unit."""
+    """The program and the unit, as the module installs them with program_source (omitted in these tests)."""
     for path, text in ((Path(option["program"]), "#!/usr/bin/python3\n"), (tmp_path / "systemd" / UNIT, "[Unit]\n")):
         path.parent.mkdir(exist_ok=True)
         path.write_text(text)
@@ -332,3 +332,74 @@ def test_plain_paths_pass_and_stay_bare_in_execstart() -> None:
     with pytest.raises(BadName):
         check_path(["/etc"])
     assert guard_setup.render({"b": 1, "a": [1]}) == '{\n    "a": [\n        1\n    ],\n    "b": 1\n}\n'
+
+
+PROGRAM = "#!/usr/bin/python3\nprint('guard')\n"
+
+
+def test_with_its_program_the_whole_guard_is_installed_last_and_started_at_once(
+    tmp_path: Path, host: dict[str, Any]
+) -> None:
+    """One call per host: the program and the unit are the plan's last steps, once the VIPs are in place."""
+    option = guard_option(tmp_path, program_source=PROGRAM)
+    unit_path = tmp_path / "systemd" / UNIT
+    result = run_module(vips=["192.0.2.10"], guard=option)
+    assert not result.failed, result.result
+    assert result.result["changes"][2:] == [
+        "sysctls",
+        "manager",
+        "vips",
+        "boot unit",
+        "write {}".format(option["program"]),
+        f"write {unit_path}",
+        f"enable and start {UNIT}",
+    ]
+    assert Path(option["program"]).read_text() == PROGRAM
+    assert Path(option["program"]).stat().st_mode & 0o777 == 0o755
+    unit = unit_path.read_text()
+    assert "ExecStart=/usr/bin/python3 -I -S {} {}\n".format(option["program"], option["config"]) in unit
+    assert "After=network.target NetworkManager.service systemd-networkd.service dsrprov-loopback-vips.service" in unit
+    assert FakeAnsibleModule.calls[-1] == ["systemctl", "enable", "--now", "--quiet", UNIT]
+    # A re-run changes nothing of it, and restarts nothing.
+    FakeAnsibleModule.calls = []
+    again = run_module(vips=["192.0.2.10"], guard=option)
+    assert again.result["changes"] == ["sysctls", "manager", "vips", "boot unit"]
+    assert all(call[1] == "show" for call in FakeAnsibleModule.calls)
+
+
+def test_a_new_program_restarts_a_running_guard_and_a_new_configuration_does_not(
+    tmp_path: Path, host: dict[str, Any]
+) -> None:
+    option = guard_option(tmp_path, program_source=PROGRAM)
+    run_module(vips=["192.0.2.10"], guard=option)
+    option = guard_option(tmp_path, program_source=PROGRAM, period=10)
+    changed = run_module(vips=["192.0.2.10"], guard=option)
+    assert f"restart {UNIT}" not in changed.result["changes"]
+    assert changed.result["changes"][0] == "write {}".format(option["config"])
+    newer = run_module(vips=["192.0.2.10"], guard=guard_option(tmp_path, program_source=PROGRAM + "#\n", period=10))
+    assert newer.result["changes"][-2:] == ["write {}".format(option["program"]), f"restart {UNIT}"]
+    assert ["systemctl", "restart", UNIT] in FakeAnsibleModule.calls
+    # The diff names the versions, not the program's text.
+    assert "print('guard')" not in json.dumps(newer.result["diff"])
+
+
+def test_a_stopped_guard_is_started_and_check_mode_installs_nothing(tmp_path: Path, host: dict[str, Any]) -> None:
+    option = guard_option(tmp_path, program_source=PROGRAM)
+    FakeAnsibleModule.check_mode = True
+    planned = run_module(vips=["192.0.2.10"], guard=option)
+    assert planned.result["changed"] and planned.result["changes"][-1] == f"enable and start {UNIT}"
+    assert listing(tmp_path) == []
+    FakeAnsibleModule.check_mode = False
+    run_module(vips=["192.0.2.10"], guard=option)
+    FakeAnsibleModule.active = "inactive"
+    result = run_module(vips=["192.0.2.10"], guard=option)
+    assert result.result["changes"][-1] == f"start {UNIT}"
+
+
+def test_a_later_failure_of_the_install_undoes_it_and_the_rest(tmp_path: Path, host: dict[str, Any]) -> None:
+    option = guard_option(tmp_path, program_source=PROGRAM)
+    host["fail"] = "boot unit"
+    result = run_module(vips=["192.0.2.10"], guard=option)
+    assert result.failed
+    # Nothing of the guard is left: its configuration is undone, its program never written.
+    assert not Path(option["program"]).exists() and not Path(option["config"]).exists()

@@ -80,9 +80,15 @@ def plan(
     ip_command: str,
     label: str,
     record: str,
+    content: Optional[str] = None,
+    restart: Optional[bool] = None,
 ) -> Dict[str, Any]:
     """Plan the unit file, daemon-reload, enable and start (present), or stop,
-    disable, remove and daemon-reload (absent)."""
+    disable, remove and daemon-reload (absent).
+
+    CONTENT is another unit's text (the guard's) instead of the boot unit's;
+    RESTART, when not None, restarts a running unit whose file changed, or
+    when True (what it runs changed). The boot unit is never restarted."""
     path = os.path.join(UNIT_DIR, name)
     exists = os.path.exists(path)
     now = unit_state(module, name) if exists else {}
@@ -113,7 +119,8 @@ def plan(
         # daemon-reload of its own: systemctl enable reloads the manager
         # before --now starts it. One call instead of three.
         at_once = old is None and not enabled and not active
-        unit_file(render(vips, ip_command, label, record), reload=not at_once)
+        text = render(vips, ip_command, label, record) if content is None else content
+        unit_file(text, reload=not at_once)
         if at_once:
             change.diff("%s enabled" % name, "no\n", "yes\n")
             change.diff("%s active" % name, "no\n", "yes\n")
@@ -131,6 +138,9 @@ def plan(
             # this one, puts back what lo held before.
             change.step("start %s" % name, lambda: run(module, ["systemctl", "start", name]),
                         lambda: run(module, ["systemctl", "stop", name]))  # fmt: skip
+        elif restart is not None and (restart or old != text):
+            change.diff("%s restarted" % name, "no\n", "yes\n")
+            change.step("restart %s" % name, lambda: run(module, ["systemctl", "restart", name]))
     else:
         if active:
             change.diff("%s active" % name, "yes\n", "no\n")

@@ -7,8 +7,10 @@ next change of lo); with the guard off or the host leaving, stopping it is
 the first step (it would put back a VIP this run removes), and the rest of it
 goes with it (unit, program, metric file, configuration). All are steps of
 the module's plan, so a host the module refuses is left untouched and a later
-failure undoes them. Installing the program and the unit, and starting the
-guard, stay with the role's tasks after the module.
+failure undoes them. With the program's text given (``program_source``), its
+installation is the plan's last step: the program, its unit, enabled and
+started (restarted when either changed): the whole guard in the module's one
+call per host.
 
 node_exporter's textfile directory is created here when missing, and
 guard.json notes the topmost directory dsrprov made for it (e.g.
@@ -20,6 +22,7 @@ aside): a directory that was there before is never removed. Standard library onl
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 from typing import Any, Dict, List, Optional
@@ -32,7 +35,11 @@ from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import
     put_file,
     read_text,
 )
-from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_linux_names import check_path, check_unit_name
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_linux_names import (
+    check_path,
+    check_unit_name,
+    systemd_quote,
+)
 
 METRIC_FILE = "dsrprov_guard.prom"  # the guard's own name for it (files/dsrprov_guard.py)
 CREATED_KEY = "textfile_dir_created"
@@ -49,6 +56,7 @@ OPTION = {
         "period": {"type": "int", "default": 30},
         "flap_limit": {"type": "int", "default": 10},
         "flap_window": {"type": "int", "default": 300},
+        "program_source": {"type": "str"},
     },
 }
 
@@ -199,3 +207,65 @@ def plan(
     # Its directory (/etc/dsrprov) goes once empty, as with the record file.
     change.file(guard["config"], None, 0o644, remove_dir=True)
     return {"guard": "off", "textfile_dir_created": made_before}
+
+
+def render_unit(program: str, config: str, boot_unit: str) -> str:
+    """The guard's unit; both paths checked again and quoted by systemd's rules."""
+    q = systemd_quote
+    return "\n".join([
+        "# Managed by dsrprov (role dsr_realserver_linux); local changes are overwritten.",
+        "# dsrprov guard: puts back the DSR VIPs on lo and the ARP sysctls between runs,",
+        "# exports Prometheus metrics. Ordered after the network managers but not bound",
+        "# to them: it survives their restarts.",
+        "[Unit]",
+        "Description=dsrprov guard: keeps the DSR VIPs on lo and the ARP sysctls",
+        "After=network.target NetworkManager.service systemd-networkd.service %s" % check_unit_name(boot_unit),
+        "# Restart=always never gives up (a crash loop costs one start every 2 s).",
+        "StartLimitIntervalSec=0",
+        "",
+        "[Service]",
+        "Type=simple",
+        "# -I -S: no user site, no site-packages; the standard library only (and less memory).",
+        "ExecStart=/usr/bin/python3 -I -S %s %s"
+        % (q(check_path(program, "guard program path")), q(check_path(config, "guard configuration path"))),
+        "Restart=always",
+        "RestartSec=2",
+        "# Exit status 2: a configuration error; restarting would not mend it.",
+        "RestartPreventExitStatus=2",
+        "NoNewPrivileges=yes",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "SyslogIdentifier=dsrprov-guard",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+    ]) + "\n"  # fmt: skip
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def install(change: ChangePlan, module: Any, guard: Optional[Dict[str, Any]], present: bool, boot_unit: str) -> None:
+    """Plan the program, the unit, enabled and running: last, once the VIPs it
+    guards are in place. A new configuration alone needs no restart (the
+    guard re-reads it); a new program or unit does."""
+    if not guard or not present or guard["mode"] == "off" or not guard.get("program_source"):
+        return
+    program = guard["program"]
+    source = guard["program_source"]
+    source = source if source.endswith("\n") else source + "\n"
+    old = read_text(program)
+    old_mode = file_mode(program, 0o755)
+    program_changed = old != source or old_mode != 0o755
+    if program_changed:
+        # The diff names the versions: the whole program's text says nothing useful.
+        before = "absent\n" if old is None else "sha256 %s, mode %04o\n" % (_digest(old), old_mode)
+        change.diff(program, before, "sha256 %s, mode 0755\n" % _digest(source))
+        change.step(
+            "write %s" % program,
+            lambda: put_file(program, source, 0o755),
+            lambda: put_file(program, old, old_mode),
+        )
+    unit_text = render_unit(program, guard["config"], boot_unit)
+    plan_unit(change, module, guard["unit_name"], "present", [], "", "", "", content=unit_text, restart=program_changed)

@@ -94,7 +94,10 @@ options:
       - C(state=absent), or I(mode) C(off) - first stops the guard's unit when it runs (it would put back a VIP this
         call removes), disables it, removes it (and reloads systemd), then removes I(program), its metric file,
         I(textfile_dir) (and the parents dsrprov made with it) when dsrprov made it and it is empty, and I(config).
-        Installing the program and the unit and starting the guard are the role's tasks, after this call.
+      - With I(program_source) (and C(state=present), I(mode) C(heal) or C(report)) - last, once the VIPs are in
+        place, writes I(program) and the guard's unit, enables and starts it, and restarts it when either changed
+        (a new configuration alone needs no restart). Without it, installing and starting the guard is the
+        caller's.
       - Like every change, these happen only after every check passed, show in check mode and C(--diff), and are
         undone when a later change fails. Paths must be absolute with no whitespace, quotes or shell or systemd
         special characters; the unit name a plain C(.service) name; anything else is refused with one line
@@ -134,6 +137,9 @@ options:
         description: The window of the flapping limit, in seconds.
         type: int
         default: 300
+      program_source:
+        description: The guard program's text (the role passes its C(files/dsrprov_guard.py)).
+        type: str
 author: dsrprov maintainers (@dsrprov)
 """
 
@@ -319,6 +325,9 @@ def plan_changes(module, found):
             )
         )  # fmt: skip
 
+    def guard_install():
+        guard_setup.install(change, module, p["guard"], present, p["unit_name"])
+
     def boot_unit():
         unit.plan(change, module, p["unit_name"], p["state"], found["vips"], found["ip_command"], p["label"],
                   p["record_file"])  # fmt: skip
@@ -331,9 +340,12 @@ def plan_changes(module, found):
     # The guard first, in both directions: it acts on lo between runs, so it
     # is told (or stopped) before anything it watches changes. ARP next: the
     # VIPs go on lo only once the host can no longer answer ARP for them.
+    # The guard's program and unit last, once what it guards is in place.
     # Absent: the manager's configuration first (nothing may put the VIPs
     # back), then the VIPs, the unit, and the ARP sysctls last.
-    for part in (guard, sysctls, manager, vips, boot_unit) if present else (guard, manager, vips, boot_unit, sysctls):
+    order = (guard, sysctls, manager, vips, boot_unit, guard_install) if present else (
+        guard, manager, vips, boot_unit, sysctls)  # fmt: skip
+    for part in order:
         part()
     return change, result
 
