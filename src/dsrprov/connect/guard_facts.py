@@ -15,7 +15,7 @@ UNIT = "dsrprov-guard.service"
 CONFIG = "/etc/dsrprov/guard.json"
 METRIC_FILE = "dsrprov_guard.prom"
 
-# The role writes the configuration with to_nice_json: one "key": value a line.
+# The module writes the configuration as to_nice_json would (sorted keys, 4 spaces): one "key": value a line.
 PROBE = f"""echo "active=$(systemctl is-active {UNIT} 2>/dev/null)"
 echo "enabled=$(systemctl is-enabled {UNIT} 2>/dev/null)"
 sed -n 's/^ *"\\(mode\\|textfile_dir\\)": "\\(.*\\)",\\{{0,1\\}}$/\\1=\\2/p' {CONFIG} 2>/dev/null
