@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from ansible.errors import AnsibleFilterError
 
 from ansible_collections.dsrprov.dsr.plugins.filter.linux_names import FilterModule as NameFilters
 from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_boot_unit as boot_unit
@@ -327,8 +328,18 @@ def test_plain_paths_pass_and_stay_bare_in_execstart() -> None:
     filters = NameFilters().filters()
     for path in ("/usr/local/sbin/dsrprov-guard", "/etc/dsrprov/guard.json", "/var/lib/prometheus/node-exporter"):
         assert check_path(path) == path
-        assert filters["dsr_systemd_arg"](path) == path
-    assert filters["dsr_systemd_arg"]("/a b") == '"/a b"'
+        assert filters["dsr_check_path"](path) == path
+    assert (
+        guard_setup.render_unit("/usr/local/sbin/dsrprov-guard", "/etc/dsrprov/guard.json", "x.service").count(
+            "ExecStart=/usr/bin/python3 -I -S /usr/local/sbin/dsrprov-guard /etc/dsrprov/guard.json\n"
+        )
+        == 1
+    )
+    for good in (1, "30", 300):
+        assert filters["dsr_check_count"](good, "period") == int(good)
+    for bad in (0, -1, "x", None, True, 1.5):
+        with pytest.raises(AnsibleFilterError, match="period must be a whole number of at least 1"):
+            filters["dsr_check_count"](bad, "period")
     with pytest.raises(BadName):
         check_path(["/etc"])
     assert guard_setup.render({"b": 1, "a": [1]}) == '{\n    "a": [\n        1\n    ],\n    "b": 1\n}\n'

@@ -15,7 +15,6 @@ from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_linux_names import
     check_label,
     check_path,
     check_unit_name,
-    systemd_quote,
 )
 
 
@@ -51,14 +50,20 @@ def _filter_unit_name(name: Any, what: str = "unit name") -> str:
         raise AnsibleFilterError(f"dsrprov: {exc}") from None
 
 
-def _filter_systemd_arg(value: Any) -> str:
-    """Jinja filter: one argument of a unit's ExecStart=, quoted by systemd's rules."""
-    return systemd_quote(str(value))
+def _filter_count(value: Any, what: str = "value") -> int:
+    """Jinja filter: a whole number of at least 1 (the guard's period and flapping limits)."""
+    try:
+        number = int(value) if not isinstance(value, bool) else 0
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1 or (isinstance(value, float) and value != number):
+        raise AnsibleFilterError(f"dsrprov: {what} must be a whole number of at least 1, not {value!r}")
+    return number
 
 
 class FilterModule:
     """Ansible filters: ``dsr_check_lo_label``, ``dsr_check_interfaces``, ``dsr_check_path``,
-    ``dsr_check_unit_name``, ``dsr_systemd_arg``."""
+    ``dsr_check_unit_name``, ``dsr_check_count``."""
 
     def filters(self) -> dict[str, Any]:
         return {
@@ -66,5 +71,5 @@ class FilterModule:
             "dsr_check_interfaces": _filter_interfaces,
             "dsr_check_path": _filter_path,
             "dsr_check_unit_name": _filter_unit_name,
-            "dsr_systemd_arg": _filter_systemd_arg,
+            "dsr_check_count": _filter_count,
         }
