@@ -335,13 +335,21 @@ def test_plain_paths_pass_and_stay_bare_in_execstart() -> None:
         )
         == 1
     )
-    for good in (1, "30", 300):
+    for good in (1, "30", 300, 86400):
         assert filters["dsr_check_count"](good, "period") == int(good)
-    for bad in (0, -1, "x", None, True, 1.5):
-        with pytest.raises(AnsibleFilterError, match="period must be a whole number of at least 1"):
+    for bad in (0, -1, "x", None, True, 1.5, 86401, 10**12):
+        with pytest.raises(AnsibleFilterError, match="period must be a whole number from 1 to 86400"):
             filters["dsr_check_count"](bad, "period")
     with pytest.raises(BadName):
         check_path(["/etc"])
+    # The module checks the same bound (a task that skips the role's filter).
+    guard = {"config": "/etc/dsrprov/guard.json", "program": "/usr/local/sbin/dsrprov-guard",
+             "textfile_dir": "/var/lib/prometheus/node-exporter", "unit_name": "dsrprov-guard.service",
+             "period": 30, "flap_limit": 10, "flap_window": 300}  # fmt: skip
+    guard_setup.check(guard)
+    for key in ("period", "flap_limit", "flap_window"):
+        with pytest.raises(BadName, match=f"guard {key} must be a whole number from 1 to 86400"):
+            guard_setup.check({**guard, key: 86401})
     assert guard_setup.render({"b": 1, "a": [1]}) == '{\n    "a": [\n        1\n    ],\n    "b": 1\n}\n'
 
 

@@ -119,8 +119,9 @@ def config(tmp_path: Path, **over: Any) -> Path:
     ("over", "message"),
     [
         ({"mode": "off"}, "mode: 'off' is not one of heal, report"),
-        ({"period": 0}, "period: 0 is not a whole number of at least 1"),
-        ({"flap_limit": True}, "flap_limit: True is not a whole number of at least 1"),
+        ({"period": 0}, "period: 0 is not a whole number from 1 to 86400"),
+        ({"period": 86401}, "period: 86401 is not a whole number from 1 to 86400"),
+        ({"flap_limit": True}, "flap_limit: True is not a whole number from 1 to 86400"),
         ({"vips": "10.0.0.1"}, "vips: '10.0.0.1' is not a list"),
         ({"vips": ["10.0.0.300"]}, "does not appear to be an IPv4 or IPv6 address"),
         ({"label": None}, "label: None is not a string"),

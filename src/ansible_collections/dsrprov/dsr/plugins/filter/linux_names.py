@@ -11,6 +11,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_linux_names import (
     BadName,
+    check_count,
     check_interfaces,
     check_label,
     check_path,
@@ -51,14 +52,11 @@ def _filter_unit_name(name: Any, what: str = "unit name") -> str:
 
 
 def _filter_count(value: Any, what: str = "value") -> int:
-    """Jinja filter: a whole number of at least 1 (the guard's period and flapping limits)."""
+    """Jinja filter: a whole number from 1 to a day's seconds (the guard's period and flapping limits)."""
     try:
-        number = int(value) if not isinstance(value, bool) else 0
-    except (TypeError, ValueError):
-        number = 0
-    if number < 1 or (isinstance(value, float) and value != number):
-        raise AnsibleFilterError(f"dsrprov: {what} must be a whole number of at least 1, not {value!r}")
-    return number
+        return check_count(value, what)
+    except BadName as exc:
+        raise AnsibleFilterError(f"dsrprov: {exc}") from None
 
 
 class FilterModule:

@@ -36,6 +36,7 @@ from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import
     read_text,
 )
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_linux_names import (
+    check_count,
     check_path,
     check_unit_name,
     systemd_quote,
@@ -70,8 +71,7 @@ def check(guard: Optional[Dict[str, Any]]) -> None:
     check_path(guard["textfile_dir"], "guard textfile directory")
     check_unit_name(guard["unit_name"], "guard unit name")
     for key in ("period", "flap_limit", "flap_window"):
-        if not isinstance(guard[key], int) or guard[key] < 1:
-            raise ValueError("guard %s: %r is not a whole number of at least 1" % (key, guard[key]))
+        check_count(guard[key], "guard " + key)
 
 
 def old_settings(path: str) -> Dict[str, Any]:

@@ -116,3 +116,22 @@ def check_unit_name(name: Any, what: str = "unit name") -> str:
             "at most %d bytes" % (what, name, UNIT_NAME_MAX)
         )
     return name
+
+
+# The guard's period and flapping limits: at most a day. A longer period is no
+# guard, and a huge one overflows the guard's time.sleep (its unit would
+# crash-loop); the guard program checks the same bound.
+COUNT_MAX = 86400
+
+
+def check_count(value: Any, what: str = "value") -> int:
+    """Return VALUE as an int when it is a whole number from 1 to COUNT_MAX ("30" from a template included)."""
+    try:
+        number = int(value) if not isinstance(value, (bool, float)) else 0
+    except (TypeError, ValueError):
+        number = 0
+    if isinstance(value, float) and value.is_integer():
+        number = int(value)
+    if not 1 <= number <= COUNT_MAX:
+        raise BadName("%s must be a whole number from 1 to %d, not %r" % (what, COUNT_MAX, value))
+    return number

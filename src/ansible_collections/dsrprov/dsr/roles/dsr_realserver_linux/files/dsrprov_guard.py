@@ -63,6 +63,10 @@ RTM_NEWADDR, RTM_DELADDR = 20, 21
 # `ip addr add` would fail on an address the guard added between the run's
 # read of lo and its add.
 RUN_GRACE = 20.0
+# The largest period or flapping limit, a day (the module and the role check
+# the same bound, dsr_linux_names.COUNT_MAX): a longer period is no guard, and
+# a huge one overflows time.sleep (the unit would crash-loop).
+COUNT_MAX = 86400
 
 
 class ConfigError(Exception):
@@ -81,8 +85,8 @@ class Config:
 
         def number(key: str) -> int:
             value = data.get(key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError("%s: %r is not a whole number of at least 1" % (key, value))
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= COUNT_MAX:
+                raise ConfigError("%s: %r is not a whole number from 1 to %d" % (key, value, COUNT_MAX))
             return value
 
         self.mode = text("mode")
