@@ -5,6 +5,7 @@ playbook runner, the lab's VIPs. No fixture here: the lab fixture is in
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -48,3 +49,12 @@ def lab_vips() -> tuple[str, str]:
 
 TESTS = Path(__file__).resolve().parent
 DATA = TESTS / "data"
+
+
+def dsrprov_cli(inventory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``dsrprov ARGS[0] -i INVENTORY ARGS[1:]``, as a user runs it (DSRPROV_INVENTORY unset)."""
+    env = {k: v for k, v in os.environ.items() if k != "DSRPROV_INVENTORY"}
+    return subprocess.run(
+        [sys.executable, "-m", "dsrprov", args[0], "-i", str(inventory), *args[1:]],
+        capture_output=True, text=True, env=env, check=False, timeout=300,
+    )  # fmt: skip

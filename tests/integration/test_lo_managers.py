@@ -26,7 +26,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +36,7 @@ import pytest
 import dsrprov_lab as labmod
 from dsrprov.checks.verify import parse_arping, parse_ndisc6
 from dsrprov.run.playbook import PlaybookRun
-from tests.support import ROOT, run_playbook
+from tests.support import ROOT, dsrprov_cli, run_playbook
 
 pytestmark = pytest.mark.lab
 
@@ -424,11 +423,7 @@ def test_each_manager_holds_the_vips_in_its_own_configuration(
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "DSRPROV_INVENTORY"}
-    return subprocess.run(
-        [sys.executable, "-m", "dsrprov", args[0], "-i", str(INVENTORY / "hosts.yml"), *args[1:]],
-        capture_output=True, text=True, env=env, check=False, timeout=300,
-    )  # fmt: skip
+    return dsrprov_cli(INVENTORY / "hosts.yml", *args)
 
 
 def doctor_lo(host: labmod.LabHost) -> list[str]:

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from dsrprov.run.playbook import PlaybookRun
 from tests.integration.test_lo_managers import Outcome, poll, reboot, recap, sh
 from tests.integration.test_lo_managers import lo_vips as lo_vips_of
 from tests.integration.test_lo_managers import neighbours as neighbours_of
-from tests.support import ROOT, run_playbook
+from tests.support import ROOT, dsrprov_cli, run_playbook
 
 pytestmark = pytest.mark.lab
 
@@ -162,11 +161,7 @@ def neighbours(client: labmod.LabHost) -> tuple[list[str], list[str]]:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "DSRPROV_INVENTORY"}
-    return subprocess.run(
-        [sys.executable, "-m", "dsrprov", args[0], "-i", str(INVENTORY / "hosts.yml"), *args[1:]],
-        capture_output=True, text=True, env=env, check=False, timeout=300,
-    )  # fmt: skip
+    return dsrprov_cli(INVENTORY / "hosts.yml", *args)
 
 
 def doctor_lo(host: labmod.LabHost) -> list[str]:

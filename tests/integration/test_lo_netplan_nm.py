@@ -23,14 +23,13 @@ import difflib
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
 import dsrprov_lab as labmod
 from tests.integration.test_lo_managers import sh
-from tests.support import ROOT, run_playbook
+from tests.support import ROOT, dsrprov_cli, run_playbook
 
 # In `make integration-extended`, not in `make test`: with its image build it
 # adds about 3 minutes to CI's 90 on 2 cores, for a refusal whose logic the
@@ -97,11 +96,7 @@ def test_refused_in_one_line_before_any_change(npnmlab: labmod.Lab) -> None:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "DSRPROV_INVENTORY"}
-    return subprocess.run(
-        [sys.executable, "-m", "dsrprov", args[0], "-i", str(INVENTORY / "hosts.yml"), *args[1:]],
-        capture_output=True, text=True, env=env, check=False, timeout=300,
-    )  # fmt: skip
+    return dsrprov_cli(INVENTORY / "hosts.yml", *args)
 
 
 def test_status_names_netplan_for_networkmanager_and_why_dsrprov_cannot_keep_vips_there(npnmlab: labmod.Lab) -> None:
