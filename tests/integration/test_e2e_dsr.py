@@ -122,3 +122,38 @@ def test_negative_control_a_real_server_without_the_sysctls_takes_the_vip(dsr: t
     assert arp_replies(roles.client, VIP) == [roles.director.mac]
     labmod.lab_exec(roles.client, "ip", "neigh", "flush", "dev", "eth0")
     assert set(http_get(roles.client, f"http://{VIP}/", 6)) == {"rs1", "rs2"}
+
+
+def test_the_director_skips_files_in_place_and_repairs_those_changed_behind_its_back(
+    dsr: tuple[labmod.Lab, Roles],
+) -> None:
+    # A no-op run skips the copy/template tasks whose result the facts show in
+    # place (seconds each on the TCG director); a file changed by hand, a mode
+    # changed, a stopped probe service are still put right by the next run.
+    _, roles = dsr
+    director = roles.director
+    noop = run_playbook("site.yml", "--limit", director.name)
+    assert noop.returncode == 0 and recaps(noop.stdout)[director.name]["changed"] == 0, noop.stdout[-3000:]
+    for task in ("Install the DSR-path probe", "Write the probe namespace's configuration",
+                 "Install the probe namespace's boot unit", "Render keepalived.conf"):  # fmt: skip
+        assert re.search(rf"TASK \[[^\]]*{re.escape(task)}[^\]]*\][^\n]*\nskipping: ", noop.stdout), task
+    paths = ("/etc/dsrprov/dsr-path.json", "/etc/systemd/system/dsrprov-dsr-path.service",
+             "/etc/keepalived/keepalived.conf", "/usr/local/libexec/dsrprov/dsr-path")  # fmt: skip
+
+    def snapshot() -> str:
+        return labmod.lab_exec(director, "sh", "-c", 'stat -c \'%n %a %U\' "$@"; sha1sum "$@"', "sh", *paths)
+
+    before = snapshot()
+    labmod.lab_exec(director, "sh", "-c", "chmod 0600 /etc/dsrprov/dsr-path.json"
+                    " && echo '# by hand' >> /etc/systemd/system/dsrprov-dsr-path.service"
+                    " && echo '# by hand' >> /etc/keepalived/keepalived.conf"
+                    " && echo '# by hand' >> /usr/local/libexec/dsrprov/dsr-path"
+                    " && systemctl stop dsrprov-dsr-path.service")  # fmt: skip
+    assert snapshot() != before
+    repaired = run_playbook("site.yml", "--limit", director.name)
+    assert repaired.returncode == 0 and recaps(repaired.stdout)[director.name]["changed"] >= 5, repaired.stdout[-3000:]
+    assert snapshot() == before
+    state = labmod.lab_exec(director, "systemctl", "is-active", "dsrprov-dsr-path.service", check=False)
+    assert state.strip() == "active"
+    again = run_playbook("site.yml", "--limit", director.name)
+    assert again.returncode == 0 and recaps(again.stdout)[director.name]["changed"] == 0, again.stdout[-3000:]

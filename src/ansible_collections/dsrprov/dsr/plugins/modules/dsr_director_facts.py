@@ -39,6 +39,18 @@ options:
     description: The DSR-path probe's network namespace.
     type: str
     default: dsrprov-dsrpath
+  files:
+    description:
+      - Files and directories whose state is returned in I(files), so that the role skips a copy or template task
+        whose result is already there (each such task costs seconds on a slow director).
+    type: list
+    elements: path
+    default: []
+  units:
+    description: systemd units whose state is returned in I(units).
+    type: list
+    elements: str
+    default: []
 author: dsrprov maintainers (@dsrprov)
 """
 
@@ -120,6 +132,16 @@ probe_present:
   description: Whether the DSR-path probe's configuration file or namespace exists.
   returned: always
   type: bool
+files:
+  description:
+    - "Per path of I(files): C({exists, dir, sha1, mode, uid, gid}); C(sha1) is the content's (as C(copy) computes it,
+      empty for a directory or a missing file), C(mode) four octal digits."
+  returned: always
+  type: dict
+units:
+  description: "Per unit of I(units): C({active, enabled})."
+  returned: always
+  type: dict
 managed:
   description:
     - "What the current file manages: C(virtual_servers) (C({protocol, vip, port})), C(addresses) (C({address, dev}))
@@ -129,6 +151,7 @@ managed:
 """
 
 import glob
+import hashlib
 import json
 import os
 import re
@@ -226,6 +249,49 @@ def macvlan_available():
     return False
 
 
+def file_state(path):
+    """What a copy or template task would compare: content, mode and owner."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return {"exists": False, "dir": False, "sha1": "", "mode": "", "uid": -1, "gid": -1}
+    digest = ""
+    if os.path.isfile(path):
+        sha1 = hashlib.sha1()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(65536), b""):
+                sha1.update(chunk)
+        digest = sha1.hexdigest()
+    return {
+        "exists": True,
+        "dir": os.path.isdir(path),
+        "sha1": digest,
+        "mode": "%04o" % (st.st_mode & 0o7777),
+        "uid": st.st_uid,
+        "gid": st.st_gid,
+    }
+
+
+def unit_states(module, systemctl, units):
+    """Each unit's active and enabled state, from one systemctl call."""
+    if not units:
+        return {}
+    if not systemctl:
+        return {u: {"active": False, "enabled": False} for u in units}
+    rc, out, err = module.run_command(
+        [systemctl, "show", "--property=Id,ActiveState,UnitFileState", "--"] + list(units)
+    )
+    blocks = [dict(line.split("=", 1) for line in block.splitlines() if "=" in line) for block in out.split("\n\n")]
+    # systemctl show prints one block per unit, in the order asked.
+    states = {}
+    for unit, block in zip(units, blocks + [{}] * len(units)):
+        states[unit] = {
+            "active": block.get("ActiveState") == "active",
+            "enabled": block.get("UnitFileState") == "enabled",
+        }
+    return states
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -236,6 +302,8 @@ def main():
             "sysctls": {"type": "dict", "default": {}},
             "probe_config": {"type": "path"},
             "probe_netns": {"type": "str", "default": "dsrprov-dsrpath"},
+            "files": {"type": "list", "elements": "path", "default": []},
+            "units": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
     )
@@ -300,6 +368,8 @@ def main():
         macvlan=macvlan_available(),
         probe_present=bool(module.params["probe_config"] and os.path.exists(module.params["probe_config"]))
         or os.path.exists(os.path.join("/run/netns", module.params["probe_netns"])),
+        files=dict((path, file_state(path)) for path in module.params["files"]),
+        units=unit_states(module, systemctl, module.params["units"]),
         auth_files=sorted(
             glob.glob(os.path.join(os.path.dirname(module.params["config_path"]), "dsrprov-vrrp-*.auth"))
         ),
