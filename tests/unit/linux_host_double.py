@@ -21,6 +21,7 @@ The lab tests (tests/integration/test_lo_*.py) run the real managers.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import sysconfig
@@ -401,12 +402,13 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
     host = _watched[-1]
     paths = [a for a in (args[:2] if event == "os.rename" else args[:1]) if isinstance(a, (str, bytes, Path))]
     for raw in paths:
-        path = raw.decode() if isinstance(raw, bytes) else str(raw)
-        if not path.startswith("/") or path.startswith(str(host.root)) or path.startswith(_OURS) or path == "/dev/null":
+        path = os.path.normpath(raw.decode() if isinstance(raw, bytes) else str(raw))
+        inside = (path + "/").startswith(str(host.root) + "/")
+        if not path.startswith("/") or inside or path.startswith(_OURS) or path == "/dev/null":
             continue
         host.outside.append(f"{event} {path}")
-        writing = event in _WRITES or (event == "open" and isinstance(args[1], str) and args[1][:1] in "wax+")
-        if writing or (event == "open" and isinstance(args[2], int) and args[2] & 0o3):
+        flags = args[2] if event == "open" and isinstance(args[2], int) else 0
+        if event in _WRITES or flags & (os.O_WRONLY | os.O_RDWR):
             raise PermissionError(f"the test's host double refuses a write outside its root: {path}")
 
 
