@@ -13,6 +13,14 @@ from typing import Any, Dict, List
 
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import StepFailed
 
+# Where the kernel lists interfaces and their IPv4 sysctls, and where systemd
+# shows it is PID 1. Constants, not literals, so that the module-level unit
+# tests (tests/unit/test_linux_apply_main.py) can point them into a temporary
+# root; nothing on a host sets them.
+SYS_CLASS_NET = "/sys/class/net"
+IPV4_CONF = "/proc/sys/net/ipv4/conf"
+SYSTEMD_RUNTIME = "/run/systemd/system"
+
 
 def find_ip_command() -> str:
     ip_command = shutil.which("ip") or shutil.which("ip", path="/usr/sbin:/sbin:/usr/bin:/bin")
@@ -49,11 +57,9 @@ def read_addresses(module: Any, ip_command: str) -> Dict[str, Any]:
 def interfaces() -> List[str]:
     """Non-loopback network interfaces with IPv4 sysctls, sorted."""
     return sorted(
-        name
-        for name in os.listdir("/sys/class/net")
-        if name != "lo" and os.path.isdir(os.path.join("/proc/sys/net/ipv4/conf", name))
+        name for name in os.listdir(SYS_CLASS_NET) if name != "lo" and os.path.isdir(os.path.join(IPV4_CONF, name))
     )
 
 
 def runs_systemd() -> bool:
-    return os.path.isdir("/run/systemd/system")
+    return os.path.isdir(SYSTEMD_RUNTIME)

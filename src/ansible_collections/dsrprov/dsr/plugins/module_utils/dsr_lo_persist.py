@@ -57,6 +57,9 @@ from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_lo_manager import 
 )
 
 RECORD_VERSION = 1
+# What netplan renders for lo (networkd renderer). A constant so that the
+# module-level unit tests can point it into a temporary root.
+NETPLAN_LO_NETWORK = "/run/systemd/network/10-netplan-lo.network"
 DIFF_HEADER = "what manages lo"
 
 
@@ -359,7 +362,7 @@ def regenerate_netplan(module: Any, state: LoState, ip: str, wanted: List[str]) 
     run(module, ["netplan", "generate"])
     if state.networkd_active:
         run(module, ["networkctl", "reload"])
-    if state.networkd_active and wanted and os.path.exists("/run/systemd/network/10-netplan-lo.network"):
+    if state.networkd_active and wanted and os.path.exists(NETPLAN_LO_NETWORK):
         # networkd puts the VIPs on lo after reload returns: wait for them (3 s
         # at most), or the next step's own `ip addr add` races it.
         for _attempt in range(30):
@@ -367,7 +370,7 @@ def regenerate_netplan(module: Any, state: LoState, ip: str, wanted: List[str]) 
             if all(" %s " % host_prefix(v) in out for v in wanted):
                 break
             time.sleep(0.1)
-    if state.networkd_active and not os.path.exists("/run/systemd/network/10-netplan-lo.network"):
+    if state.networkd_active and not os.path.exists(NETPLAN_LO_NETWORK):
         for _attempt in range(20):  # networkd lets go of lo after reload returns
             out = run(module, [ip, "-o", "addr", "show", "dev", "lo"])
             if " 127.0.0.1/8 " not in out:
