@@ -278,13 +278,12 @@ def unit_states(module, systemctl, units):
         return {}
     if not systemctl:
         return {u: {"active": False, "enabled": False} for u in units}
-    rc, out, err = module.run_command(
-        [systemctl, "show", "--property=Id,ActiveState,UnitFileState", "--"] + list(units)
-    )
+    _rc, out, _err = module.run_command([systemctl, "show", "--property=Id,ActiveState,UnitFileState", "--", *units])
     blocks = [dict(line.split("=", 1) for line in block.splitlines() if "=" in line) for block in out.split("\n\n")]
     # systemctl show prints one block per unit, in the order asked.
     states = {}
-    for unit, block in zip(units, blocks + [{}] * len(units)):
+    for i, unit in enumerate(units):
+        block = blocks[i] if i < len(blocks) else {}
         states[unit] = {
             "active": block.get("ActiveState") == "active",
             "enabled": block.get("UnitFileState") == "enabled",
