@@ -48,3 +48,14 @@ def lab_vips() -> tuple[str, str]:
 
 TESTS = Path(__file__).resolve().parent
 DATA = TESTS / "data"
+
+
+def host_failures(run: pb.PlaybookRun, host: str) -> str:
+    """Every failure message one host got in a run, whole (``HostRun.error`` keeps the first line
+    only): tests that put one case per inventory host in a single run tell the cases apart by it."""
+    lines: list[str] = []
+    for ev in run.events:
+        if ev.get("event") == "result" and ev.get("host") == host and ev.get("status") in ("failed", "unreachable"):
+            lines.append(f"{ev['task']}: {ev.get('msg') or ''}")
+            lines += [str(e) for e in ev.get("result", {}).get("argument_errors", [])]
+    return "\n".join(lines)
