@@ -399,7 +399,10 @@ class KempApiSimulator:
         server.daemon_threads = True
         server.socket = ctx.wrap_socket(server.socket, server_side=True)
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="kemp-simulator", daemon=True)
+        # A short poll: stop() waits for the loop to notice, and tests stop two simulators per test.
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="kemp-simulator", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -58,3 +58,14 @@ def dsrprov_cli(inventory: Path, *args: str) -> subprocess.CompletedProcess[str]
         [sys.executable, "-m", "dsrprov", args[0], "-i", str(inventory), *args[1:]],
         capture_output=True, text=True, env=env, check=False, timeout=300,
     )  # fmt: skip
+
+
+def host_failures(run: pb.PlaybookRun, host: str) -> str:
+    """Every failure message one host got in a run, whole (``HostRun.error`` keeps the first line
+    only): tests that put one case per inventory host in a single run tell the cases apart by it."""
+    lines: list[str] = []
+    for ev in run.events:
+        if ev.get("event") == "result" and ev.get("host") == host and ev.get("status") in ("failed", "unreachable"):
+            lines.append(f"{ev['task']}: {ev.get('msg') or ''}")
+            lines += [str(e) for e in ev.get("result", {}).get("argument_errors", [])]
+    return "\n".join(lines)

@@ -6,7 +6,8 @@
 - rendering: the role's own template, variables and filters render a sample
   model; the result must equal the golden files in tests/data/director/ and
   pass the real ``keepalived -t`` (skipped, saying why, without keepalived);
-- the modules' parsers, and ansible-lint with the production profile.
+- the modules' parsers (ansible-lint with the production profile is ``make lint``'s,
+  which lints every role of the collection).
 
 The role on a real director (keepalived + IPVS in the QEMU VM) is proven by
 the end-to-end tests, not here.
@@ -26,6 +27,9 @@ from typing import Any
 
 import pytest
 import yaml  # type: ignore[import-untyped,unused-ignore]
+
+from dsrprov.run.playbook import PlaybookRun
+from tests.support import host_failures, run_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 COLLECTION = REPO / "src" / "ansible_collections" / "dsrprov" / "dsr"
@@ -144,18 +148,6 @@ def _inventory(tmp_path: Path) -> Path:
     return inv
 
 
-def _run(
-    tmp_path: Path, play: Any, *args: str, extra: dict[str, Any] | None = None
-) -> subprocess.CompletedProcess[str]:
-    inv = _inventory(tmp_path)
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(yaml.safe_dump(play, sort_keys=False))
-    cmd = [_tool("ansible-playbook"), "-i", str(inv), str(playbook), *args]
-    if extra is not None:
-        cmd += ["-e", json.dumps(extra)]
-    return subprocess.run(cmd, cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, check=False)
-
-
 # --------------------------------------------------------------------------
 # validation before any change
 # --------------------------------------------------------------------------
@@ -170,59 +162,93 @@ def _vrrp(**change: Any) -> dict[str, Any]:
     return inst
 
 
+# Every case is a director host of its own (this controller, connection local) with the case's
+# variables as host variables, in one ansible-playbook run per group of cases: a run costs 2-3 s
+# of Ansible start-up, the checks milliseconds. Each test reads its own host's outcome from the
+# run's events (tests.support.host_failures).
+MODEL_CASES = [
+    pytest.param(
+        {"dsr_director_services": [{"name": "mail", "vip": "10.0.0.250", "port": 25}]},
+        "dsrprov: service mail: no real server holds its VIP 10.0.0.250",
+        id="vip-without-real-server",
+    ),
+    pytest.param(
+        {"dsr_director_services": [{"name": "web", "vip": "10.0.0.200", "port": 70000}]},
+        "dsrprov: service web: port 70000 is out of range (1-65535)",
+        id="port-out-of-range",
+    ),
+    pytest.param(
+        {"dsr_director_services": [{"name": "web", "vip": "10.0.0.200", "port": 80, "lb_algo": "lblc"}]},
+        "dsrprov: service web: unknown lb_algo 'lblc' (known: rr, wrr, lc, wlc, sh, mh)",
+        id="lb-algo",
+    ),
+    pytest.param(
+        {
+            "dsr_director_vrrp_instances": [
+                _vrrp(virtual_ipaddresses=["10.0.0.200", "fd00::200"]),
+                _vrrp(name="VI_2", virtual_ipaddresses=["10.0.0.201"]),
+            ]
+        },
+        "dsrprov: VRRP instances VI_1 and VI_2 both use virtual_router_id 51",
+        id="vrrp-same-vrid",
+    ),
+    pytest.param(
+        {"dsr_director_services": [{"name": "web", "vip": "10.0.0.300", "port": 80}]},
+        "dsrprov: service web: invalid VIP '10.0.0.300'",
+        id="invalid-vip",
+    ),
+    pytest.param(
+        {"dsr_director_services": [SERVICES[0], {**SERVICES[0], "name": "web2"}]},
+        "dsrprov: services web and web2 are the same virtual server (10.0.0.200 port 80/tcp)",
+        id="duplicate-service",
+    ),
+    pytest.param(
+        {"dsr_director_vrrp_instances": [_vrrp(auth_pass="far-too-long-secret")]},
+        "dsrprov: VRRP instance VI_1: auth_pass must be 1-8 characters",
+        id="vrrp-secret",
+    ),
+]
+
+
+def _director_hosts(cases: dict[str, dict[str, Any]], hosts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """HOSTS (or HOSTS as given) with dir1 replaced by one director per case, named after it."""
+    inventory = json.loads(json.dumps(hosts or HOSTS))
+    directors = inventory["all"]["children"]["dsr_directors"]["hosts"]
+    dir1 = directors.pop("dir1")
+    directors.update({name: {**dir1, **variables} for name, variables in cases.items()})
+    return inventory
+
+
+def _run_cases(directory: Path, hosts: dict[str, Any], *args: str) -> PlaybookRun:
+    inv = _inventory(directory)
+    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    playbook = directory / "play.yml"
+    playbook.write_text(yaml.safe_dump(PLAY, sort_keys=False))
+    return run_playbook(str(playbook), *args, inventory=inv)
+
+
+def _ran(run: PlaybookRun, host: str, task: str) -> bool:
+    return any(
+        ev.get("host") == host and task in str(ev.get("task")) for ev in run.events if ev.get("event") == "result"
+    )
+
+
+@pytest.fixture(scope="module")
+def model_run(tmp_path_factory: pytest.TempPathFactory) -> PlaybookRun:
+    cases = {case.id: case.values[0] for case in MODEL_CASES}
+    cases["bad-type"] = {"dsr_director_state": "gone"}
+    return _run_cases(tmp_path_factory.mktemp("director-model"), _director_hosts(cases))
+
+
 @pytest.mark.parametrize(
-    ("extra", "message"),
-    [
-        pytest.param(
-            {"dsr_director_services": [{"name": "mail", "vip": "10.0.0.250", "port": 25}]},
-            "dsrprov: service mail: no real server holds its VIP 10.0.0.250",
-            id="vip-without-real-server",
-        ),
-        pytest.param(
-            {"dsr_director_services": [{"name": "web", "vip": "10.0.0.200", "port": 70000}]},
-            "dsrprov: service web: port 70000 is out of range (1-65535)",
-            id="port-out-of-range",
-        ),
-        pytest.param(
-            {"dsr_director_services": [{"name": "web", "vip": "10.0.0.200", "port": 80, "lb_algo": "lblc"}]},
-            "dsrprov: service web: unknown lb_algo 'lblc' (known: rr, wrr, lc, wlc, sh, mh)",
-            id="lb-algo",
-        ),
-        pytest.param(
-            {
-                "dsr_director_vrrp_instances": [
-                    _vrrp(virtual_ipaddresses=["10.0.0.200", "fd00::200"]),
-                    _vrrp(name="VI_2", virtual_ipaddresses=["10.0.0.201"]),
-                ]
-            },
-            "dsrprov: VRRP instances VI_1 and VI_2 both use virtual_router_id 51",
-            id="vrrp-same-vrid",
-        ),
-        pytest.param(
-            {"dsr_director_services": [{"name": "web", "vip": "10.0.0.300", "port": 80}]},
-            "dsrprov: service web: invalid VIP '10.0.0.300'",
-            id="invalid-vip",
-        ),
-        pytest.param(
-            {"dsr_director_services": [SERVICES[0], {**SERVICES[0], "name": "web2"}]},
-            "dsrprov: services web and web2 are the same virtual server (10.0.0.200 port 80/tcp)",
-            id="duplicate-service",
-        ),
-        pytest.param(
-            {"dsr_director_vrrp_instances": [_vrrp(auth_pass="far-too-long-secret")]},
-            "dsrprov: VRRP instance VI_1: auth_pass must be 1-8 characters",
-            id="vrrp-secret",
-        ),
-    ],
+    ("case", "message"), [(c.id, c.values[1]) for c in MODEL_CASES], ids=[c.id for c in MODEL_CASES]
 )
-def test_validation_stops_before_the_host_is_read(tmp_path: Path, extra: dict[str, Any], message: str) -> None:
-    proc = _run(tmp_path, PLAY, extra=extra)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0, out
-    assert message in out, out
-    assert f"TASK [dsrprov.dsr.dsr_director : {FIRST_CHECK}]" in out
-    assert FACTS_TASK not in out, "the host was contacted before the model was refused"
-    assert "far-too-long-secret" not in out
+def test_validation_stops_before_the_host_is_read(model_run: PlaybookRun, case: str, message: str) -> None:
+    said = host_failures(model_run, case)
+    assert message in said, (said, model_run.stdout)
+    assert said.startswith(f"dsrprov.dsr.dsr_director : {FIRST_CHECK}") or said.startswith(FIRST_CHECK), said
+    assert not _ran(model_run, case, FACTS_TASK), "the host was contacted before the model was refused"
+    assert "far-too-long-secret" not in model_run.stdout
 
 
 def test_real_server_without_real_address(tmp_path: Path) -> None:
@@ -246,31 +272,40 @@ def test_real_server_without_real_address(tmp_path: Path) -> None:
     assert FACTS_TASK not in out
 
 
-def test_argument_spec_refuses_bad_types(tmp_path: Path) -> None:
-    proc = _run(tmp_path, PLAY, extra={"dsr_director_state": "gone"})
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    assert "dsr_director_state" in out and "present, absent" in out, out
-    assert FACTS_TASK not in out
+def test_argument_spec_refuses_bad_types(model_run: PlaybookRun) -> None:
+    said = host_failures(model_run, "bad-type")
+    assert "dsr_director_state" in said and "present, absent" in said, said
+    assert not _ran(model_run, "bad-type", FACTS_TASK)
 
 
-def test_host_checks_run_after_the_read_only_facts(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def host_check_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PlaybookRun]:
+    """In check mode, after the read-only facts: a sound model on a controller that is not on the real
+    servers' LAN; an interface that does not exist; a keepalived.conf that dsrprov did not write."""
+    tmp = tmp_path_factory.mktemp("director-host-checks")
+    (tmp / "foreign.conf").write_text("global_defs {\n  router_id someone_else\n}\n")
+    cases = {
+        "off-lan": {"dsr_director_config_path": str(tmp / "off-lan.conf")},
+        "no-iface": {"dsr_director_config_path": str(tmp / "no-iface.conf"), "dsr_director_vip_interface": "nosuch0"},
+        "foreign": {"dsr_director_config_path": str(tmp / "foreign.conf")},
+    }
+    return tmp, _run_cases(tmp, _director_hosts(cases), "--check")
+
+
+def test_host_checks_run_after_the_read_only_facts(host_check_run: tuple[Path, PlaybookRun]) -> None:
     """A sound model, but this controller is not on the real servers' LAN."""
-    proc = _run(tmp_path, PLAY, "--check", extra={"dsr_director_config_path": str(tmp_path / "keepalived.conf")})
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0, out
-    assert "ok: [dir1]" in out
-    assert "is on no network of director dir1; LVS-DR needs every real server on the director's LAN" in out, out
-    assert "changed=0" in out
-    assert not (tmp_path / "keepalived.conf").exists()
+    tmp, run = host_check_run
+    assert _ran(run, "off-lan", FACTS_TASK)  # the read-only facts ran: the failure comes after them
+    said = host_failures(run, "off-lan")
+    assert "is on no network of director off-lan; LVS-DR needs every real server on the director's LAN" in said, said
+    assert run.hosts["off-lan"].changed == 0
+    assert not (tmp / "off-lan.conf").exists()
 
 
-def test_missing_interface_is_refused(tmp_path: Path) -> None:
-    extra = {"dsr_director_config_path": str(tmp_path / "keepalived.conf"), "dsr_director_vip_interface": "nosuch0"}
-    proc = _run(tmp_path, PLAY, "--check", extra=extra)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    assert "dsrprov: interface nosuch0 does not exist on dir1" in out, out
+def test_missing_interface_is_refused(host_check_run: tuple[Path, PlaybookRun]) -> None:
+    _tmp, run = host_check_run
+    said = host_failures(run, "no-iface")
+    assert "dsrprov: interface nosuch0 does not exist on no-iface" in said, said
 
 
 @pytest.mark.skipif(KEEPALIVED is None, reason=NO_KEEPALIVED)
@@ -282,13 +317,11 @@ def test_nonexistent_interface_fails_the_config_test(tmp_path: Path, rendered: d
     assert proc.returncode != 0
 
 
-def test_foreign_keepalived_conf_is_not_replaced(tmp_path: Path) -> None:
-    conf = tmp_path / "keepalived.conf"
-    conf.write_text("global_defs {\n  router_id someone_else\n}\n")
-    proc = _run(tmp_path, PLAY, "--check", extra={"dsr_director_config_path": str(conf)})
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    assert f"dsrprov: {conf} exists and was not written by dsrprov" in out, out
+def test_foreign_keepalived_conf_is_not_replaced(host_check_run: tuple[Path, PlaybookRun]) -> None:
+    tmp, run = host_check_run
+    conf = tmp / "foreign.conf"
+    said = host_failures(run, "foreign")
+    assert f"dsrprov: {conf} exists and was not written by dsrprov" in said, said
     assert "someone_else" in conf.read_text()
 
 
@@ -343,8 +376,21 @@ VRRP = [
 ]
 
 
-def _render(tmp_path: Path, name: str, extra: dict[str, Any]) -> str:
-    out = tmp_path / name
+def _render(tmp_path: Path, variants: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Render keepalived.conf once per variant (its variables as task variables: they outrank the
+    role's defaults and vars, loaded as vars_files), all in one ansible-playbook run."""
+    tasks = [
+        {
+            "name": f"Render keepalived.conf: {name}",
+            "ansible.builtin.template": {
+                "src": str(ROLE / "templates" / "keepalived.conf.j2"),
+                "dest": str(tmp_path / f"{name}.conf"),
+                "mode": "0644",
+            },
+            "vars": {"dsr_director_probe_address": "10.0.0.4", **extra},
+        }
+        for name, extra in variants.items()
+    ]
     play = [
         {
             "name": "Render",
@@ -352,30 +398,16 @@ def _render(tmp_path: Path, name: str, extra: dict[str, Any]) -> str:
             "gather_facts": False,
             "vars_files": [str(ROLE / "defaults" / "main.yml"), str(ROLE / "vars" / "main.yml")],
             "vars": {"_dsr_director_facts": FACTS},
-            "tasks": [
-                {
-                    "name": "Render keepalived.conf",
-                    "ansible.builtin.template": {
-                        "src": str(ROLE / "templates" / "keepalived.conf.j2"),
-                        "dest": str(out),
-                        "mode": "0644",
-                    },
-                }
-            ],
+            "tasks": tasks,
         }
     ]
-    env_extra: dict[str, str] = {}  # the collection (src/) holds the filters
-    inv = _inventory(tmp_path)
-    playbook = tmp_path / f"render-{name}.yml"
+    inv = _inventory(tmp_path)  # the collection (src/) holds the filters
+    playbook = tmp_path / "render.yml"
     playbook.write_text(yaml.safe_dump(play, sort_keys=False))
-    # vars_files (the role's defaults) outrank the inventory: the probe address comes as an extra var.
-    extra = {"dsr_director_probe_address": "10.0.0.4", **extra}
-    cmd = [_tool("ansible-playbook"), "-i", str(inv), str(playbook), "-e", json.dumps(extra)]
-    proc = subprocess.run(
-        cmd, cwd=REPO, env={**_env(tmp_path), **env_extra}, capture_output=True, text=True, check=False
-    )
+    cmd = [_tool("ansible-playbook"), "-i", str(inv), str(playbook)]
+    proc = subprocess.run(cmd, cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return out.read_text()
+    return {name: (tmp_path / f"{name}.conf").read_text() for name in variants}
 
 
 def _golden(name: str, text: str) -> None:
@@ -403,12 +435,17 @@ def _keepalived_test(conf: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    tmp = tmp_path_factory.mktemp("render")
-    return {
-        "static": _render(tmp, "static.conf", {}),
-        "vrrp": _render(tmp, "vrrp.conf", {"dsr_director_vrrp_instances": VRRP}),
-        "real_address": _render(tmp, "real-address.conf", {"dsr_director_check": "real_address"}),
-    }
+    # A service nobody holds, allowed because the service says so (the "empty" variant).
+    empty = {"name": "mail", "vip": "10.0.0.250", "port": 25, "allow_empty": True}
+    return _render(
+        tmp_path_factory.mktemp("render"),
+        {
+            "static": {},
+            "vrrp": {"dsr_director_vrrp_instances": VRRP},
+            "real_address": {"dsr_director_check": "real_address"},
+            "empty": {"dsr_services": [*SERVICES, empty]},
+        },
+    )
 
 
 def test_render_static_matches_golden(rendered: dict[str, str]) -> None:
@@ -536,29 +573,11 @@ def test_ipvs_table_parser(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------
 
 
-def test_ansible_lint_production(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [
-            _tool("ansible-lint"),
-            "--profile",
-            "production",
-            "--offline",
-            "src/ansible_collections/dsrprov/dsr/roles/dsr_director",
-        ],
-        cwd=REPO,
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
 @pytest.mark.skipif(KEEPALIVED is None, reason=NO_KEEPALIVED)
-def test_an_empty_service_is_left_out_of_ipvs_and_the_config_still_passes(tmp_path: Path) -> None:
-    # A service nobody holds, allowed because the service says so.
-    empty = {"name": "mail", "vip": "10.0.0.250", "port": 25, "allow_empty": True}
-    text = _render(tmp_path, "empty.conf", {"dsr_services": [*SERVICES, empty]})
+def test_an_empty_service_is_left_out_of_ipvs_and_the_config_still_passes(
+    tmp_path: Path, rendered: dict[str, str]
+) -> None:
+    text = rendered["empty"]
     assert "# service mail: no real server holds 10.0.0.250" in text
     assert "virtual_server 10.0.0.250 25" not in text
     assert "virtual_server 10.0.0.200 80" in text
@@ -688,58 +707,62 @@ def test_real_address_rendering_passes_keepalived_config_test(tmp_path: Path, re
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize(
-    ("extra", "message"),
-    [
-        pytest.param(
-            {"dsr_director_probe_address": ""},
-            "dsrprov: the DSR-path check needs dsr_director_probe_address: a free IPv4 address on",
-            id="no-probe-address",
-        ),
-        pytest.param(
-            {"dsr_director_probe_address": "192.168.77.4"},
-            "dsrprov: dsr_director_probe_address 192.168.77.4 is not a host address of a network on",
-            id="probe-address-off-lan",
-        ),
-        pytest.param(
-            {"dsr_director_probe_address": "not-an-ip"},
-            "dsrprov: dsr_director_probe_address 'not-an-ip' is not an IP address",
-            id="probe-address-invalid",
-        ),
-    ],
-)
-def test_probe_problems_are_refused_after_the_facts_before_any_change(
-    tmp_path: Path, extra: dict[str, Any], message: str
-) -> None:
+PROBE_CASES = [
+    pytest.param(
+        {"dsr_director_probe_address": ""},
+        "dsrprov: the DSR-path check needs dsr_director_probe_address: a free IPv4 address on",
+        id="no-probe-address",
+    ),
+    pytest.param(
+        {"dsr_director_probe_address": "192.168.77.4"},
+        "dsrprov: dsr_director_probe_address 192.168.77.4 is not a host address of a network on",
+        id="probe-address-off-lan",
+    ),
+    pytest.param(
+        {"dsr_director_probe_address": "not-an-ip"},
+        "dsrprov: dsr_director_probe_address 'not-an-ip' is not an IP address",
+        id="probe-address-invalid",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def probe_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PlaybookRun]:
     """On this controller (a stand-in director): the real servers are put on its own LAN, so that the
-    probe's own check is the first host problem found."""
+    probe's own check is the first host problem found; one director host per case, in check mode."""
     net = _local_network()
     if net is None:
         pytest.skip("this controller has no global IPv4 address to stand in for a director LAN")
     iface, hosts = net
-    inv_extra = {
-        "dsr_director_config_path": str(tmp_path / "keepalived.conf"),
-        "dsr_director_services": [{"name": "web", "vip": str(hosts[-1]), "port": 80}],
-        "dsr_director_vip_interface": iface,
-        **extra,
+    tmp = tmp_path_factory.mktemp("director-probe")
+    cases = {
+        case.id: {
+            "dsr_director_config_path": str(tmp / f"{case.id}.conf"),
+            "dsr_director_services": [{"name": "web", "vip": str(hosts[-1]), "port": 80}],
+            "dsr_director_vip_interface": iface,
+            **case.values[0],
+        }
+        for case in PROBE_CASES
     }
-    hostvars = json.loads(json.dumps(HOSTS))
+    hostvars = _director_hosts(cases)
     rs = hostvars["all"]["children"]["dsr_realservers_linux"]["hosts"]
     rs["rs1"].update(ansible_host=str(hosts[-2]), dsr_vips=[str(hosts[-1])])
     rs["rs2"].update(ansible_host=str(hosts[-3]), dsr_vips=[str(hosts[-1])])
-    inv = _inventory(tmp_path)
-    (inv / "hosts.yml").write_text(yaml.safe_dump(hostvars))
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(yaml.safe_dump(PLAY))
-    proc = subprocess.run(
-        [_tool("ansible-playbook"), "-i", str(inv), str(playbook), "--check", "-e", json.dumps(inv_extra)],
-        cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0, out
-    assert message in out, out
-    assert "changed=0" in out
-    assert not (tmp_path / "keepalived.conf").exists()
+    return tmp, _run_cases(tmp, hostvars, "--check")
+
+
+@pytest.mark.parametrize(
+    ("case", "message"), [(c.id, c.values[1]) for c in PROBE_CASES], ids=[c.id for c in PROBE_CASES]
+)
+def test_probe_problems_are_refused_after_the_facts_before_any_change(
+    probe_run: tuple[Path, PlaybookRun], case: str, message: str
+) -> None:
+    tmp, run = probe_run
+    said = host_failures(run, case)
+    assert message in said, (said, run.stdout)
+    assert _ran(run, case, FACTS_TASK)
+    assert run.hosts[case].changed == 0
+    assert not (tmp / f"{case}.conf").exists()
 
 
 def _local_network() -> tuple[str, list[Any]] | None:

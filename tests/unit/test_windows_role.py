@@ -1,10 +1,11 @@
 """Tests of roles/dsr_realserver_windows.
 
 ``test_static_*`` need no Windows host: PowerShell syntax (tree-sitter),
-ansible-lint, ``--syntax-check``, the controller-side validation run against
+``--syntax-check``, the controller-side validation run against
 localhost, the module documentation, and the Python filter.
 ``test_molecule_windows_acceptance`` is the acceptance test on a real Windows
 Server; it skips, saying why, unless DSRPROV_WIN_* variables are set.
+ansible-lint (production profile) of the role is ``make lint``'s.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ ACCEPTANCE_ENV = (
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import powershell_syntax  # noqa: E402
+
+from tests.support import host_failures, run_playbook  # noqa: E402
 
 
 def _tool(name: str) -> str | None:
@@ -184,21 +187,6 @@ def test_static_argument_specs_describe_every_default() -> None:
             assert option.get("description"), name
 
 
-def test_static_ansible_lint_production() -> None:
-    lint = _tool("ansible-lint")
-    if lint is None:
-        pytest.skip("ansible-lint is not installed")
-    result = subprocess.run(
-        [lint, "--profile", "production", "src/ansible_collections/dsrprov/dsr/roles/dsr_realserver_windows"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 def test_static_playbook_syntax_check(tmp_path: Path) -> None:
     playbook = tmp_path / "site_windows.yml"
     playbook.write_text(
@@ -232,116 +220,121 @@ def test_static_playbook_syntax_check(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------
 
 
-def _validate(tmp_path: Path, extra_vars: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    playbook = tmp_path / "validate.yml"
-    playbook.write_text(
-        "- name: Only the controller-side validation of the Windows role\n"
-        "  hosts: localhost\n"
-        "  connection: local\n"
-        "  gather_facts: false\n"
-        "  tasks:\n"
-        "    - name: Validate\n"
-        "      ansible.builtin.import_role:\n"
-        "        name: dsrprov.dsr.dsr_realserver_windows\n"
-        "        tasks_from: validate\n"
-        "    - name: Write the result\n"
-        "      ansible.builtin.copy:\n"
-        "        content: \"{{ {'vips': _dsr_realserver_windows_vips,"
-        " 'rules': _dsr_realserver_windows_firewall_rules} | to_json }}\"\n"
-        '        dest: "{{ dsr_test_result_file }}"\n'
-        "        mode: '0600'\n",
-        encoding="utf-8",
-    )
-    result_file = tmp_path / "result.json"
-    result_file.unlink(missing_ok=True)
-    vars_file = tmp_path / "vars.json"
-    vars_file.write_text(json.dumps({**extra_vars, "dsr_test_result_file": str(result_file)}), encoding="utf-8")
-    return subprocess.run(
-        [
-            _tool("ansible-playbook") or "ansible-playbook",
-            "-i",
-            "localhost,",
-            "-e",
-            "ansible_connection=local",
-            "-e",
-            f"ansible_python_interpreter={sys.executable}",
-            "-e",
-            f"@{vars_file}",
-            str(playbook),
-        ],
-        env=_ansible_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+# Every case is an inventory host of its own (localhost, connection local) with the case's
+# variables as host variables, and one ansible-playbook run validates them all: a run costs
+# 2-3 s of Ansible start-up, the validation milliseconds. Each test reads its own host's
+# outcome: the failure messages from the run's events, or the result file it wrote.
 
-
-def _result(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    result_file = Path(proc.args[-1]).parent / "result.json"
-    assert result_file.exists(), proc.stdout + proc.stderr
-    data: dict[str, Any] = json.loads(result_file.read_text(encoding="utf-8"))
-    return data
-
-
-@pytest.mark.parametrize(
-    ("variables", "message"),
-    [
-        ({"dsr_vips": ["not-an-ip"]}, "invalid VIP 'not-an-ip'"),
-        ({"dsr_vips": ["192.0.2.0/24"]}, "must be a host address (/32), not /24"),
-        ({"dsr_vips": ["2001:db8::1/64"]}, "must be a host address (/128), not /64"),
-        ({"dsr_vips": ["192.0.2.1", "192.0.2.1/32"]}, "duplicate VIP 192.0.2.1"),
-        ({"dsr_vips": ["127.0.0.1"]}, "cannot be a VIP"),
-        ({"dsr_vips": []}, "no VIP given"),
-        ({"dsr_vips": "192.0.2.1"}, "not a single string"),
-        ({"dsr_vips": ["192.0.2.1"], "dsr_realserver_windows_state": "gone"}, "must be one of: present, absent"),
-        ({"dsr_vips": ["192.0.2.1"], "dsr_realserver_windows_metric": "many"}, "dsr_realserver_windows_metric"),
-        ({"dsr_vips": ["192.0.2.1"], "dsr_realserver_windows_metric": 0}, "between 1 and 9999"),
-        (
-            {"dsr_vips": ["192.0.2.1"], "dsr_realserver_windows_firewall_ports": [{"port": 80, "protocol": "icmp"}]},
-            "protocol",
-        ),
-        (
-            {"dsr_vips": ["192.0.2.1"], "dsr_services": [{"name": "web", "vip": "192.0.2.1", "port": 70000}]},
-            "outside 1-65535",
-        ),
-    ],
-    ids=[
-        "invalid",
-        "prefix24",
-        "prefix64",
-        "duplicate",
-        "loopback",
-        "empty",
-        "string",
-        "state",
+BAD_INPUT = [
+    ("invalid", {"dsr_vips": ["not-an-ip"]}, "invalid VIP 'not-an-ip'"),
+    ("prefix24", {"dsr_vips": ["192.0.2.0/24"]}, "must be a host address (/32), not /24"),
+    ("prefix64", {"dsr_vips": ["2001:db8::1/64"]}, "must be a host address (/128), not /64"),
+    ("duplicate", {"dsr_vips": ["192.0.2.1", "192.0.2.1/32"]}, "duplicate VIP 192.0.2.1"),
+    ("loopback", {"dsr_vips": ["127.0.0.1"]}, "cannot be a VIP"),
+    ("empty", {"dsr_vips": []}, "no VIP given"),
+    ("string", {"dsr_vips": "192.0.2.1"}, "not a single string"),
+    ("state", {"dsr_vips": ["192.0.2.1"], "dsr_realserver_windows_state": "gone"}, "must be one of: present, absent"),
+    (
         "metric-type",
-        "metric-range",
+        {"dsr_vips": ["192.0.2.1"], "dsr_realserver_windows_metric": "many"},
+        "dsr_realserver_windows_metric",
+    ),
+    ("metric-range", {"dsr_vips": ["192.0.2.1"], "dsr_realserver_windows_metric": 0}, "between 1 and 9999"),
+    (
         "protocol",
+        {"dsr_vips": ["192.0.2.1"], "dsr_realserver_windows_firewall_ports": [{"port": 80, "protocol": "icmp"}]},
+        "protocol",
+    ),
+    (
         "port-range",
-    ],
-)
-def test_static_validation_rejects_bad_input(tmp_path: Path, variables: dict[str, Any], message: str) -> None:
-    proc = _validate(tmp_path, variables)
-    assert proc.returncode != 0, proc.stdout
-    assert message in proc.stdout + proc.stderr, proc.stdout + proc.stderr
-    assert not (tmp_path / "result.json").exists()
+        {"dsr_vips": ["192.0.2.1"], "dsr_services": [{"name": "web", "vip": "192.0.2.1", "port": 70000}]},
+        "outside 1-65535",
+    ),
+]
+
+GOOD_INPUT: dict[str, dict[str, Any]] = {
+    "normalises": {
+        "dsr_vips": ["192.0.2.10/32", "2001:DB8:0::10"],
+        "dsr_services": [
+            {"name": "web", "vip": "192.0.2.10", "port": 80, "protocol": "tcp"},
+            {"name": "dns", "vip": "2001:db8::10/128", "port": "53", "protocol": "UDP"},
+            {"name": "elsewhere", "vip": "198.51.100.7", "port": 443, "protocol": "tcp"},
+        ],
+    },
+    "explicit-ports": {
+        "dsr_realserver_windows_vips": ["192.0.2.10", "192.0.2.11"],
+        "dsr_realserver_windows_firewall_ports": [{"port": 443}],
+        "dsr_services": [{"name": "web", "vip": "192.0.2.10", "port": 80}],
+    },
+    "absent": {"dsr_realserver_windows_state": "absent"},
+}
 
 
-def test_static_validation_accepts_and_normalises(tmp_path: Path) -> None:
-    proc = _validate(
-        tmp_path,
-        {
-            "dsr_vips": ["192.0.2.10/32", "2001:DB8:0::10"],
-            "dsr_services": [
-                {"name": "web", "vip": "192.0.2.10", "port": 80, "protocol": "tcp"},
-                {"name": "dns", "vip": "2001:db8::10/128", "port": "53", "protocol": "UDP"},
-                {"name": "elsewhere", "vip": "198.51.100.7", "port": 443, "protocol": "tcp"},
-            ],
-        },
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    result = _result(proc)
+class Validation:
+    """One run of the role's controller-side validation over every case."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        cases = {f"bad-{case}": variables for case, variables, _ in BAD_INPUT}
+        cases |= {f"good-{case}": variables for case, variables in GOOD_INPUT.items()}
+        hosts = {
+            host: {
+                **variables,
+                "ansible_connection": "local",
+                "ansible_python_interpreter": sys.executable,
+                "dsr_test_result_file": str(self.result_file(host)),
+            }
+            for host, variables in cases.items()
+        }
+        inventory = directory / "hosts.yml"
+        inventory.write_text(yaml.safe_dump({"all": {"hosts": hosts}}), encoding="utf-8")
+        playbook = directory / "validate.yml"
+        playbook.write_text(
+            "- name: Only the controller-side validation of the Windows role\n"
+            "  hosts: all\n"
+            "  gather_facts: false\n"
+            "  tasks:\n"
+            "    - name: Validate\n"
+            "      ansible.builtin.import_role:\n"
+            "        name: dsrprov.dsr.dsr_realserver_windows\n"
+            "        tasks_from: validate\n"
+            "    - name: Write the result\n"
+            "      ansible.builtin.copy:\n"
+            "        content: \"{{ {'vips': _dsr_realserver_windows_vips,"
+            " 'rules': _dsr_realserver_windows_firewall_rules} | to_json }}\"\n"
+            '        dest: "{{ dsr_test_result_file }}"\n'
+            "        mode: '0600'\n",
+            encoding="utf-8",
+        )
+        self.run = run_playbook(str(playbook), inventory=inventory)
+
+    def result_file(self, host: str) -> Path:
+        return self.directory / f"{host}.json"
+
+    def result(self, host: str) -> dict[str, Any]:
+        outcome = self.run.hosts.get(host)
+        assert outcome is not None and outcome.success, (host, self.run.stdout)
+        data: dict[str, Any] = json.loads(self.result_file(host).read_text(encoding="utf-8"))
+        return data
+
+
+@pytest.fixture(scope="module")
+def validation(tmp_path_factory: pytest.TempPathFactory) -> Validation:
+    return Validation(tmp_path_factory.mktemp("windows-validation"))
+
+
+@pytest.mark.parametrize(("case", "message"), [(c, m) for c, _, m in BAD_INPUT], ids=[c for c, _, _ in BAD_INPUT])
+def test_static_validation_rejects_bad_input(validation: Validation, case: str, message: str) -> None:
+    host = f"bad-{case}"
+    outcome = validation.run.hosts.get(host)
+    assert outcome is not None and outcome.failed, (host, validation.run.stdout)
+    said = host_failures(validation.run, host)
+    assert message in said, said
+    assert not validation.result_file(host).exists()
+
+
+def test_static_validation_accepts_and_normalises(validation: Validation) -> None:
+    result = validation.result("good-normalises")
     assert result["vips"] == ["192.0.2.10", "2001:db8::10"]
     assert [(r["vip"], r["protocol"], r["port"]) for r in result["rules"]] == [
         ("192.0.2.10", "tcp", 80),
@@ -349,24 +342,13 @@ def test_static_validation_accepts_and_normalises(tmp_path: Path) -> None:
     ]
 
 
-def test_static_validation_explicit_ports_win(tmp_path: Path) -> None:
-    proc = _validate(
-        tmp_path,
-        {
-            "dsr_realserver_windows_vips": ["192.0.2.10", "192.0.2.11"],
-            "dsr_realserver_windows_firewall_ports": [{"port": 443}],
-            "dsr_services": [{"name": "web", "vip": "192.0.2.10", "port": 80}],
-        },
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    names = [r["name"] for r in _result(proc)["rules"]]
+def test_static_validation_explicit_ports_win(validation: Validation) -> None:
+    names = [r["name"] for r in validation.result("good-explicit-ports")["rules"]]
     assert names == ["dsrprov-tcp-443-192.0.2.10", "dsrprov-tcp-443-192.0.2.11"]
 
 
-def test_static_validation_absent_allows_no_vip(tmp_path: Path) -> None:
-    proc = _validate(tmp_path, {"dsr_realserver_windows_state": "absent"})
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert _result(proc) == {"vips": [], "rules": []}
+def test_static_validation_absent_allows_no_vip(validation: Validation) -> None:
+    assert validation.result("good-absent") == {"vips": [], "rules": []}
 
 
 # --------------------------------------------------------------------------
