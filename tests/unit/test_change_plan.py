@@ -47,7 +47,26 @@ def test_an_undo_that_fails_is_named(tmp_path: Path) -> None:
     change.step("one", lambda: None, lambda: fail("cannot undo it"))
     change.step("two", lambda: fail("broke"))
     failure = change.apply()
-    assert failure == "two: broke; rolled back the 1 change(s) made before it (cannot undo 'one': cannot undo it)"
+    # Counted as what was really undone: none of the one change made before it.
+    assert failure == "two: broke; rolled back 0 of the 1 change(s) made before it (cannot undo 'one': cannot undo it)"
+
+
+def test_a_step_with_no_undo_is_not_counted_as_rolled_back() -> None:
+    log: list[str] = []
+    change = ChangePlan()
+    change.step("write a", lambda: log.append("a"), lambda: log.append("undo a"))
+    change.step("restart b", lambda: log.append("b"))  # a restart cannot be undone
+    change.step("note c", lambda: log.append("c"), lambda: log.append("undo c"), quiet=True)
+
+    def broke() -> None:
+        raise StepFailed("broke")
+
+    change.step("d", broke)
+    failure = change.apply()
+    assert failure == "d: broke; rolled back 2 of the 3 change(s) made before it ('restart b' has no undo)"
+    assert log == ["a", "b", "c", "undo c", "undo a"]
+    # Typed steps: the bookkeeping one is flagged, not told apart by its description.
+    assert change.changes == ["write a", "restart b", "d"]
 
 
 def test_nothing_to_do_is_no_change_and_bookkeeping_is_not_a_change(tmp_path: Path) -> None:
@@ -106,7 +125,7 @@ def test_a_new_unit_is_enabled_and_started_in_one_call_without_a_separate_reload
     module = Recorder()
     change = ChangePlan()
     unit.plan(change, module, "x.service", "present", ["192.0.2.10"], "/usr/sbin/ip", "lo:1", "/r")
-    assert [d for d, _, _ in change.steps] == [f"write {tmp_path}/x.service", "enable and start x.service"]
+    assert [s.description for s in change.steps] == [f"write {tmp_path}/x.service", "enable and start x.service"]
     assert change.apply() is None
     # systemctl enable reloads the manager itself before --now starts the unit.
     assert module.calls == [["systemctl", "enable", "--now", "--quiet", "x.service"]]

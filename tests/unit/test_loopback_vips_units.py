@@ -84,7 +84,7 @@ def test_a_vip_with_a_wide_prefix_is_replaced_by_the_host_prefix(vip: str, wide:
     host = ipaddress.ip_address(vip).max_prefixlen
     change, result = plan(ip, "present", [vip], record)
     # What check mode and --diff show.
-    assert change.steps[0][0] == f"replace {vip}/{wide} on the loopback by {vip}/{host}"
+    assert change.steps[0].description == f"replace {vip}/{wide} on the loopback by {vip}/{host}"
     assert change.diffs[0] == {
         "before_header": "loopback VIPs", "after_header": "loopback VIPs", "before": f"{vip}/{wide}\n",
         "after": f"{vip}\n",
@@ -147,4 +147,4 @@ def test_the_module_reads_the_addresses_once(tmp_path: Any) -> None:
     change = ChangePlan()
     lo_vips.plan(change, Once(), [V4], "present", str(tmp_path / "r"), "lo:1", IP, found["lo"])
     assert len(calls) == 1  # the plan took lo's addresses from that read
-    assert not [d for d, _, _ in change.steps if "loopback" in d]  # the VIP is there, labelled
+    assert not [s for s in change.steps if "loopback" in s.description]  # the VIP is there, labelled

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional
 
 Action = Callable[[], object]
 
@@ -74,28 +75,47 @@ def put_file(path: str, content: Optional[str], mode: int, remove_dir: bool = Fa
         write_text(path, content, mode)
 
 
+@dataclass
+class Step:
+    """One change to the host: what it is (shown to the user), how to do it and
+    how to undo it (None: it cannot be, e.g. a restart). QUIET: bookkeeping
+    (a record of dsrprov's own), no change to report. RELOAD: makes a service
+    re-read files steps before it wrote; their undos reload again, so it needs
+    no undo of its own and is no change of its own to roll back."""
+
+    description: str
+    action: Action
+    undo: Optional[Action] = None
+    quiet: bool = False
+    reload: bool = False
+
+
 class ChangePlan:
     """What to change, in order, with how to undo each change, and the diffs."""
 
     def __init__(self) -> None:
-        self.steps: List[Tuple[str, Action, Optional[Action]]] = []
-        self.quiet: List[str] = []  # steps that are bookkeeping, not a change to report
+        self.steps: List[Step] = []
         self.diffs: List[Dict[str, str]] = []
         self.done: List[str] = []
 
-    def step(self, description: str, action: Action, undo: Optional[Action] = None, quiet: bool = False) -> None:
-        self.steps.append((description, action, undo))
-        if quiet:
-            self.quiet.append(description)
+    def step(
+        self,
+        description: str,
+        action: Action,
+        undo: Optional[Action] = None,
+        quiet: bool = False,
+        reload: bool = False,
+    ) -> Step:
+        self.steps.append(Step(description, action, undo, quiet, reload))
+        return self.steps[-1]
 
     def insert(
         self, index: int, description: str, action: Action, undo: Optional[Action] = None, quiet: bool = False
-    ) -> None:
+    ) -> Step:
         """A step before the ones planned from INDEX on (a write-ahead note of
         what they are about to do, planned once they are)."""
-        self.steps.insert(index, (description, action, undo))
-        if quiet:
-            self.quiet.append(description)
+        self.steps.insert(index, Step(description, action, undo, quiet))
+        return self.steps[index]
 
     def diff(self, header: str, before: str, after: str) -> None:
         if before != after:
@@ -121,35 +141,43 @@ class ChangePlan:
         return True
 
     @property
+    def changes(self) -> List[str]:
+        """The steps to report: every one but the bookkeeping."""
+        return [step.description for step in self.steps if not step.quiet]
+
+    @property
     def changed(self) -> bool:
-        return any(description not in self.quiet for description, _run, _undo in self.steps)
+        return bool(self.changes)
 
     def apply(self) -> Optional[str]:
         """Do every step in order. On a failure undo the steps done, newest
-        first, and return what failed (and what could not be undone)."""
-        undos: List[Tuple[str, Optional[Action]]] = []
-        for description, action, undo in self.steps:
+        first, and return what failed, how many of the changes made before it
+        were undone, and what could not be."""
+        done: List[Step] = []
+        for step in self.steps:
             try:
-                action()
+                step.action()
             except Exception as exc:
-                # The failed step may have half happened: undo it too.
-                undos.append((description, undo))
+                # The failed step may have half happened: undone too (first).
                 problems = []
-                for done_description, done_undo in reversed(undos):
-                    if done_undo is None:
+                undone = 0
+                for earlier in [step, *reversed(done)]:
+                    if earlier.undo is None:
+                        if earlier is not step and not earlier.reload:
+                            problems.append("'%s' has no undo" % earlier.description)
                         continue
                     try:
-                        done_undo()
+                        earlier.undo()
                     except Exception as undo_exc:
-                        problems.append("cannot undo '%s': %s" % (done_description, undo_exc))
-                msg = "%s: %s; rolled back the %d change(s) made before it" % (
-                    description,
-                    exc,
-                    len(undos) - 1,
-                )
+                        problems.append("cannot undo '%s': %s" % (earlier.description, undo_exc))
+                    else:
+                        undone += earlier is not step
+                made = len([earlier for earlier in done if not earlier.reload])
+                counted = "the %d" % made if undone == made else "%d of the %d" % (undone, made)
+                msg = "%s: %s; rolled back %s change(s) made before it" % (step.description, exc, counted)
                 if problems:
                     msg += " (" + "; ".join(problems) + ")"
                 return msg
-            undos.append((description, undo))
-            self.done.append(description)
+            done.append(step)
+            self.done.append(step.description)
         return None

@@ -116,7 +116,7 @@ class Persist:
             self.before.append("# %s\n%s" % (title, before or "(none)\n"))
             self.after.append("# %s\n%s" % (title, after or "(none)\n"))
 
-    def step(self, description: str, action: Any, undo: Any = None) -> None:
+    def step(self, description: str, action: Any, undo: Any = None, reload: bool = False) -> None:
         self.steps += 1
 
         def watched_undo() -> None:
@@ -126,7 +126,7 @@ class Persist:
                 self.undo_failed = True
                 raise
 
-        self.change.step(description, action, watched_undo if undo is not None else None)
+        self.change.step(description, action, watched_undo if undo is not None else None, reload=reload)
 
     def file(self, path: str, content: Optional[str], mode: int, remove_dir: bool = False, reload: Any = None) -> bool:
         """Make PATH hold CONTENT (None: absent); RELOAD runs after its undo."""
@@ -440,7 +440,7 @@ def plan(
             regenerate_netplan(module, state, ip_command, wanted)
 
         if p_.file(NETPLAN_FILE, content, 0o600, reload=regenerate if state.netplan_owns else None):
-            p_.step("netplan generate, networkctl reload", regenerate)
+            p_.step("netplan generate, networkctl reload", regenerate, reload=True)
     if content is not None:
         new_record["netplan_files"] = [NETPLAN_FILE]
         p_.persisted_in.append(NETPLAN_FILE)
@@ -463,7 +463,7 @@ def plan(
     intent["networkd_dropins"] = sorted(dropins | set(new_record.get("networkd_dropins", [])))
     intent["created_dirs"] = sorted(set(record.get("created_dirs", [])) | created)
     if reload_needed and state.networkd_active:
-        p_.step("networkctl reload", reload)
+        p_.step("networkctl reload", reload, reload=True)
 
     change.diff(DIFF_HEADER, "".join(p_.before), "".join(p_.after))
     keep_record = len(new_record) > 1

@@ -381,7 +381,7 @@ def main():
         module.fail_json(msg="dsrprov: %s" % exc)
     result = {
         "changed": change.changed,
-        "changes": [description for description, _run, _undo in change.steps if description not in change.quiet],
+        "changes": change.changes,
         "lo_manager": found["lo"],
         "persisted_in": planned.get("persisted_in", []),
         "live_sysctls": planned.get("live_sysctls", {}),
