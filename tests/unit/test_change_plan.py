@@ -8,6 +8,7 @@ import pytest
 
 from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_boot_unit as unit
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import ChangePlan, StepFailed
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_plan_inputs import Desired, Found
 
 
 def test_steps_run_in_order_and_a_failure_undoes_the_done_ones_newest_first(tmp_path: Path) -> None:
@@ -124,7 +125,9 @@ def test_a_new_unit_is_enabled_and_started_in_one_call_without_a_separate_reload
     monkeypatch.setattr(unit, "UNIT_DIR", str(tmp_path))
     module = Recorder()
     change = ChangePlan()
-    unit.plan(change, module, "x.service", "present", ["192.0.2.10"], "/usr/sbin/ip", "lo:1", "/r")
+    unit.plan(
+        change, module, Desired(True, ["192.0.2.10"], record_file="/r", unit_name="x.service"), Found("/usr/sbin/ip")
+    )
     assert [s.description for s in change.steps] == [f"write {tmp_path}/x.service", "enable and start x.service"]
     assert change.apply() is None
     # systemctl enable reloads the manager itself before --now starts the unit.
@@ -132,6 +135,8 @@ def test_a_new_unit_is_enabled_and_started_in_one_call_without_a_separate_reload
     # A changed unit that already runs: written, reloaded, never restarted.
     module.calls.clear()
     again = ChangePlan()
-    unit.plan(again, module, "x.service", "present", ["192.0.2.11"], "/usr/sbin/ip", "lo:1", "/r")
+    unit.plan(
+        again, module, Desired(True, ["192.0.2.11"], record_file="/r", unit_name="x.service"), Found("/usr/sbin/ip")
+    )
     assert again.apply() is None
     assert module.calls[1:] == [["systemctl", "daemon-reload"]]

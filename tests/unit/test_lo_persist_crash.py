@@ -19,6 +19,7 @@ import pytest
 from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_lo_manager as lm
 from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_lo_persist as persist
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import ChangePlan
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_plan_inputs import Desired, Found
 
 VIPS = ["10.240.2.200", "fd42:d5a:0:42::200"]
 UUID = "5f3c1b2a-0000-4000-8000-00000000aaaa"
@@ -117,7 +118,8 @@ def record(sim: SimulatedNM) -> str:
 
 def planned(sim: SimulatedNM, present: bool) -> ChangePlan:
     change = ChangePlan()
-    persist.plan(change, sim, sim.state(), VIPS if present else [], present, "lo:1", record(sim), "/usr/sbin/ip")
+    desired = Desired(present, VIPS if present else [], manager_record=record(sim))
+    persist.plan(change, sim, desired, Found("/usr/sbin/ip", lo_state=sim.state()))
     return change
 
 

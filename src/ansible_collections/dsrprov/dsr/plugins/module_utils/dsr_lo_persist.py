@@ -55,6 +55,7 @@ from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_lo_manager import 
     render_networkd_dropin,
     render_nm_hook,
 )
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_plan_inputs import Desired, Found
 
 RECORD_VERSION = 1
 # What netplan renders for lo (networkd renderer). A constant so that the
@@ -385,19 +386,14 @@ def regenerate_netplan(module: Any, state: LoState, ip: str, wanted: List[str]) 
                 run(module, [ip, "-6", "addr", "add", "::1/128", "dev", "lo"])
 
 
-def plan(
-    change: ChangePlan,
-    module: Any,
-    state: LoState,
-    vips: List[str],
-    present: bool,
-    label: str,
-    record_path: str,
-    ip_command: str,
-) -> Dict[str, Any]:
+def plan(change: ChangePlan, module: Any, desired: Desired, found: Found) -> Dict[str, Any]:
     """Plan the manager's part: hook, profiles, drop-in, reload, record.
     Return {persisted_in, steps} (steps: how many changes it makes)."""
-    wanted = [str(ipaddress.ip_address(v.split("/", 1)[0])) for v in vips] if present else []
+    if found.lo_state is None:
+        raise StepFailed("dsrprov: who manages lo was not read")
+    state, label, record_path, ip_command = found.lo_state, desired.label, desired.manager_record, found.ip_command
+    present = desired.present
+    wanted = [str(ipaddress.ip_address(v.split("/", 1)[0])) for v in desired.vips] if present else []
     p_ = Persist(change, module, state)
     record = read_record(record_path)
     new_record: Dict[str, Any] = {"version": RECORD_VERSION}
