@@ -74,7 +74,7 @@ def test_nothing_to_do_is_no_change_and_bookkeeping_is_not_a_change(tmp_path: Pa
     path = tmp_path / "same.conf"
     path.write_text("same\n")
     change = ChangePlan()
-    assert change.file(str(path), "same\n", 0o644) is False
+    assert change.file(str(path), "same\n", 0o644) is None
     assert not change.changed and change.diffs == []
     change.step("rewrite the record", lambda: None, quiet=True)
     assert not change.changed
@@ -140,3 +140,26 @@ def test_a_new_unit_is_enabled_and_started_in_one_call_without_a_separate_reload
     )
     assert again.apply() is None
     assert module.calls[1:] == [["systemctl", "daemon-reload"]]
+
+
+def test_the_file_step_runs_its_after_undo_once_the_old_file_is_back(tmp_path: Path) -> None:
+    """The one file-writing step, as the manager's part uses it: no diff of its own, a reload after its undo."""
+    path = tmp_path / "lo.network.d" / "dsrprov.conf"
+    seen: list[str | None] = []
+    change = ChangePlan()
+    step = change.file(
+        str(path),
+        "[Address]\n",
+        0o644,
+        diff=False,
+        after_undo=lambda: seen.append(path.read_text() if path.exists() else None),
+    )
+    assert step is not None and step.description == f"write {path}" and change.diffs == []
+
+    def broke() -> None:
+        raise StepFailed("broke")
+
+    change.step("reload", broke)
+    assert change.apply() == "reload: broke; rolled back the 1 change(s) made before it"
+    # The reload saw the file gone (and the directory the step made with it).
+    assert seen == [None] and not path.parent.exists()

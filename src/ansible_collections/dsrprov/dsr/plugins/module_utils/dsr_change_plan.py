@@ -121,24 +121,42 @@ class ChangePlan:
         if before != after:
             self.diffs.append({"before_header": header, "after_header": header, "before": before, "after": after})
 
-    def file(self, path: str, content: Optional[str], mode: int, remove_dir: bool = False, header: str = "") -> bool:
+    def file(
+        self,
+        path: str,
+        content: Optional[str],
+        mode: int,
+        remove_dir: bool = False,
+        header: str = "",
+        diff: bool = True,
+        after_undo: Optional[Action] = None,
+    ) -> Optional[Step]:
         """Plan PATH to hold CONTENT (None: absent); the undo puts back what
-        was there. Return whether it changes."""
+        was there, then runs AFTER_UNDO (e.g. a reload of the service that
+        reads it). DIFF: show it under HEADER (default PATH); off where the
+        caller shows it its own way. Return the step, or None when PATH
+        already holds CONTENT. The one step that writes a file."""
         old = read_text(path)
         if os.path.lexists(path) and old is None:
             old = ""
         if old == content:
-            return False
-        self.diff(header or path, old or "", content or "")
+            return None
+        if diff:
+            self.diff(header or path, old or "", content or "")
         old_mode = file_mode(path, mode)
         # The undo also removes a directory the step made.
         made_dir = not os.path.isdir(os.path.dirname(path))
-        self.step(
+
+        def undo() -> None:
+            put_file(path, old, old_mode, remove_dir=made_dir and old is None)
+            if after_undo is not None:
+                after_undo()
+
+        return self.step(
             ("remove %s" if content is None else "write %s") % path,
             lambda: put_file(path, content, mode, remove_dir),
-            lambda: put_file(path, old, old_mode, remove_dir=made_dir and old is None),
+            undo,
         )
-        return True
 
     @property
     def changes(self) -> List[str]:

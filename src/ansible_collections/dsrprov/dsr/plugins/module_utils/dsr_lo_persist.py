@@ -117,8 +117,10 @@ class Persist:
             self.before.append("# %s\n%s" % (title, before or "(none)\n"))
             self.after.append("# %s\n%s" % (title, after or "(none)\n"))
 
-    def step(self, description: str, action: Any, undo: Any = None, reload: bool = False) -> None:
-        self.steps += 1
+    def watched(self, undo: Any) -> Any:
+        """UNDO, noting when it fails (the write-ahead record must then stay)."""
+        if undo is None:
+            return None
 
         def watched_undo() -> None:
             try:
@@ -127,30 +129,24 @@ class Persist:
                 self.undo_failed = True
                 raise
 
-        self.change.step(description, action, watched_undo if undo is not None else None, reload=reload)
+        return watched_undo
+
+    def step(self, description: str, action: Any, undo: Any = None, reload: bool = False) -> None:
+        self.steps += 1
+        self.change.step(description, action, self.watched(undo), reload=reload)
 
     def file(self, path: str, content: Optional[str], mode: int, remove_dir: bool = False, reload: Any = None) -> bool:
-        """Make PATH hold CONTENT (None: absent); RELOAD runs after its undo."""
+        """Make PATH hold CONTENT (None: absent); RELOAD runs after its undo.
+        The change plan's file step; its diff is part of the manager's one."""
         old = read_text(path)
         if os.path.exists(path) and old is None:
             old = ""
         self.show(path, old, content)
-        if old == content:
+        step = self.change.file(path, content, mode, remove_dir, diff=False, after_undo=reload)
+        if step is None:
             return False
-        old_mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else mode
-        # The undo also removes a directory the step made.
-        made_dir = not os.path.isdir(os.path.dirname(path))
-
-        def undo() -> None:
-            put_file(path, old, old_mode, remove_dir=made_dir and old is None)
-            if reload is not None:
-                reload()
-
-        self.step(
-            ("remove %s" if content is None else "write %s") % path,
-            lambda: put_file(path, content, mode, remove_dir),
-            undo,
-        )
+        self.steps += 1
+        step.undo = self.watched(step.undo)
         return True
 
     def nmcli_modify(self, uuid: str, changes: List[Tuple[str, str, str]]) -> None:

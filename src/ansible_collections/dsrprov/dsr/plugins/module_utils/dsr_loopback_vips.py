@@ -17,7 +17,6 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import (
     ChangePlan,
     StepFailed,
-    put_file,
     read_text,
     run,
 )
@@ -172,12 +171,7 @@ def plan(change: ChangePlan, module: Any, desired: Desired, found: Found) -> Dic
 
         change.step("put the VIPs on the loopback" if desired.present else "remove the VIPs from the loopback",
                     apply, undo)  # fmt: skip
-    new_record: Optional[str] = RECORD_HEADER + "".join(v + "\n" for v in wanted) if wanted else None
-    old_record = read_text(record)
-    if old_record != new_record:
-        change.step(
-            "write %s" % record if new_record else "remove %s" % record,
-            lambda: put_file(record, new_record, 0o644, remove_dir=new_record is None),
-            lambda: put_file(record, old_record, 0o644, remove_dir=old_record is None),
-        )
+    new_record = RECORD_HEADER + "".join(v + "\n" for v in wanted) if wanted else None
+    # The VIPs' diff above says it all: the record is not shown again.
+    change.file(record, new_record, 0o644, remove_dir=new_record is None, diff=False)
     return {"added": to_add, "removed": to_remove}
