@@ -405,6 +405,11 @@ def test_a_new_program_restarts_a_running_guard_and_a_new_configuration_does_not
     assert ["systemctl", "restart", UNIT] in FakeAnsibleModule.calls
     # The diff names the versions, not the program's text.
     assert "print('guard')" not in json.dumps(newer.result["diff"])
+    # A program that lost its mode is written again (and the guard restarted), its text unchanged.
+    Path(option["program"]).chmod(0o644)
+    moded = run_module(vips=["192.0.2.10"], guard=guard_option(tmp_path, program_source=PROGRAM + "#\n", period=10))
+    assert moded.result["changes"][-2:] == ["write {}".format(option["program"]), f"restart {UNIT}"]
+    assert Path(option["program"]).stat().st_mode & 0o777 == 0o755
 
 
 def test_a_stopped_guard_is_started_and_check_mode_installs_nothing(tmp_path: Path, host: dict[str, Any]) -> None:

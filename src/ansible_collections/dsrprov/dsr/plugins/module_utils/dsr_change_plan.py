@@ -130,20 +130,22 @@ class ChangePlan:
         header: str = "",
         diff: bool = True,
         after_undo: Optional[Action] = None,
+        exact_mode: bool = False,
     ) -> Optional[Step]:
         """Plan PATH to hold CONTENT (None: absent); the undo puts back what
         was there, then runs AFTER_UNDO (e.g. a reload of the service that
         reads it). DIFF: show it under HEADER (default PATH); off where the
         caller shows it its own way. Return the step, or None when PATH
-        already holds CONTENT. The one step that writes a file."""
+        already holds CONTENT (and, EXACT_MODE, has MODE). The one step that
+        writes a file."""
         old = read_text(path)
         if os.path.lexists(path) and old is None:
             old = ""
-        if old == content:
+        old_mode = file_mode(path, mode)
+        if old == content and (content is None or not exact_mode or old_mode == mode):
             return None
         if diff:
             self.diff(header or path, old or "", content or "")
-        old_mode = file_mode(path, mode)
         # The undo also removes a directory the step made.
         made_dir = not os.path.isdir(os.path.dirname(path))
 

@@ -32,7 +32,6 @@ from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_boot_unit import p
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import (
     ChangePlan,
     file_mode,
-    put_file,
     read_text,
 )
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_linux_names import (
@@ -182,16 +181,9 @@ def plan(change: ChangePlan, module: Any, desired: Desired, found: Found) -> Dic
     # configuration.
     plan_unit(change, module, guard["unit_name"], None)
     program = guard["program"]
-    old_program = read_text(program)
-    if os.path.lexists(program):
-        old_mode = file_mode(program, 0o755)
+    if change.file(program, None, 0o755, diff=False):
         # The diff names it: its text (the whole program) says nothing useful.
         change.diff(program, "present\n", "absent\n")
-        change.step(
-            "remove %s" % program,
-            lambda: put_file(program, None, 0o755),
-            lambda: put_file(program, old_program or "", old_mode),
-        )
     change.file(os.path.join(textfile_dir, METRIC_FILE), None, 0o644)
     made = removable(own_dirs(textfile_dir, made_before))
     if made:
@@ -251,15 +243,10 @@ def install(change: ChangePlan, module: Any, desired: Desired, found: Found) -> 
     source = source if source.endswith("\n") else source + "\n"
     old = read_text(program)
     old_mode = file_mode(program, 0o755)
-    program_changed = old != source or old_mode != 0o755
+    program_changed = change.file(program, source, 0o755, diff=False, exact_mode=True) is not None
     if program_changed:
         # The diff names the versions: the whole program's text says nothing useful.
         before = "absent\n" if old is None else "sha256 %s, mode %04o\n" % (_digest(old), old_mode)
         change.diff(program, before, "sha256 %s, mode 0755\n" % _digest(source))
-        change.step(
-            "write %s" % program,
-            lambda: put_file(program, source, 0o755),
-            lambda: put_file(program, old, old_mode),
-        )
     unit_text = render_unit(program, guard["config"], desired.unit_name)
     plan_unit(change, module, guard["unit_name"], unit_text, restart=program_changed)
