@@ -142,6 +142,30 @@ def test_a_new_unit_is_enabled_and_started_in_one_call_without_a_separate_reload
     assert module.calls[1:] == [["systemctl", "daemon-reload"]]
 
 
+def test_the_undo_of_a_new_unit_removes_it_and_reloads_systemd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its write needed no daemon-reload (enable does it); its undo does, once the file is gone."""
+    monkeypatch.setattr(unit, "UNIT_DIR", str(tmp_path))
+
+    class Failing(Recorder):
+        def run_command(self, cmd: list[str], check_rc: bool = False) -> tuple[int, str, str]:
+            self.calls.append(cmd)
+            return (1, "", "Job failed") if cmd[1] == "enable" else (0, "", "")
+
+    module = Failing()
+    change = ChangePlan()
+    unit.plan(
+        change, module, Desired(True, ["192.0.2.10"], record_file="/r", unit_name="x.service"), Found("/usr/sbin/ip")
+    )
+    failure = change.apply()
+    assert failure is not None and failure.endswith("rolled back the 1 change(s) made before it"), failure
+    assert module.calls == [
+        ["systemctl", "enable", "--now", "--quiet", "x.service"],
+        ["systemctl", "disable", "--now", "--quiet", "x.service"],
+        ["systemctl", "daemon-reload"],
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_file_step_runs_its_after_undo_once_the_old_file_is_back(tmp_path: Path) -> None:
     """The one file-writing step, as the manager's part uses it: no diff of its own, a reload after its undo."""
     path = tmp_path / "lo.network.d" / "dsrprov.conf"

@@ -13,8 +13,6 @@ from typing import Any, Dict, List, Optional
 
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import (
     ChangePlan,
-    file_mode,
-    put_file,
     read_text,
     run,
 )
@@ -97,24 +95,16 @@ def plan_unit(
     enabled = now.get("UnitFileState") in ("enabled", "enabled-runtime")
     active = now.get("ActiveState") in ("active", "activating", "reloading")
     old = read_text(path)
-    old_mode = file_mode(path, 0o644)
 
-    def put_unit(content: Optional[str], mode: int, reload: bool = True) -> None:
-        put_file(path, content, mode)
-        if reload:
-            run(module, ["systemctl", "daemon-reload"])
+    def daemon_reload() -> None:
+        run(module, ["systemctl", "daemon-reload"])
 
     def unit_file(content: Optional[str], reload: bool = True) -> None:
         """The file and the daemon-reload that makes systemd see it: one step,
-        so that its undo reloads after the old file is back."""
-        if old == content:
-            return
-        change.diff(path, old or "", content or "")
-        change.step(
-            "%s %s%s" % ("remove" if content is None else "write", path, " and reload systemd" if reload else ""),
-            lambda: put_unit(content, 0o644, reload),
-            lambda: put_unit(old, old_mode),
-        )
+        whose undo reloads after the old file is back (also when the write
+        needed none: a new unit's enable reloads the manager itself)."""
+        after = ("reload systemd", daemon_reload) if reload else None
+        change.file(path, content, 0o644, after=after, after_undo=daemon_reload)
 
     if text is not None:
         # A new unit that is enabled and started at once needs no

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 Action = Callable[[], object]
 
@@ -131,11 +131,14 @@ class ChangePlan:
         diff: bool = True,
         after_undo: Optional[Action] = None,
         exact_mode: bool = False,
+        after: Optional[Tuple[str, Action]] = None,
     ) -> Optional[Step]:
         """Plan PATH to hold CONTENT (None: absent); the undo puts back what
         was there, then runs AFTER_UNDO (e.g. a reload of the service that
-        reads it). DIFF: show it under HEADER (default PATH); off where the
-        caller shows it its own way. Return the step, or None when PATH
+        reads it). AFTER: (what, action) run right after the write, in the
+        same step (systemd's daemon-reload for a unit).
+        DIFF: show it under HEADER (default PATH); off where the caller shows
+        it its own way. Return the step, or None when PATH
         already holds CONTENT (and, EXACT_MODE, has MODE). The one step that
         writes a file."""
         old = read_text(path)
@@ -149,16 +152,18 @@ class ChangePlan:
         # The undo also removes a directory the step made.
         made_dir = not os.path.isdir(os.path.dirname(path))
 
+        def action() -> None:
+            put_file(path, content, mode, remove_dir)
+            if after is not None:
+                after[1]()
+
         def undo() -> None:
             put_file(path, old, old_mode, remove_dir=made_dir and old is None)
             if after_undo is not None:
                 after_undo()
 
-        return self.step(
-            ("remove %s" if content is None else "write %s") % path,
-            lambda: put_file(path, content, mode, remove_dir),
-            undo,
-        )
+        description = ("remove %s" if content is None else "write %s") % path
+        return self.step(description + (" and %s" % after[0] if after else ""), action, undo)
 
     @property
     def changes(self) -> List[str]:
