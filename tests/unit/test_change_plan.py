@@ -8,6 +8,7 @@ import pytest
 
 from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_boot_unit as unit
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import ChangePlan, StepFailed
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_plan_inputs import Desired, Found
 
 
 def test_steps_run_in_order_and_a_failure_undoes_the_done_ones_newest_first(tmp_path: Path) -> None:
@@ -47,14 +48,33 @@ def test_an_undo_that_fails_is_named(tmp_path: Path) -> None:
     change.step("one", lambda: None, lambda: fail("cannot undo it"))
     change.step("two", lambda: fail("broke"))
     failure = change.apply()
-    assert failure == "two: broke; rolled back the 1 change(s) made before it (cannot undo 'one': cannot undo it)"
+    # Counted as what was really undone: none of the one change made before it.
+    assert failure == "two: broke; rolled back 0 of the 1 change(s) made before it (cannot undo 'one': cannot undo it)"
+
+
+def test_a_step_with_no_undo_is_not_counted_as_rolled_back() -> None:
+    log: list[str] = []
+    change = ChangePlan()
+    change.step("write a", lambda: log.append("a"), lambda: log.append("undo a"))
+    change.step("restart b", lambda: log.append("b"))  # a restart cannot be undone
+    change.step("note c", lambda: log.append("c"), lambda: log.append("undo c"), quiet=True)
+
+    def broke() -> None:
+        raise StepFailed("broke")
+
+    change.step("d", broke)
+    failure = change.apply()
+    assert failure == "d: broke; rolled back 2 of the 3 change(s) made before it ('restart b' has no undo)"
+    assert log == ["a", "b", "c", "undo c", "undo a"]
+    # Typed steps: the bookkeeping one is flagged, not told apart by its description.
+    assert change.changes == ["write a", "restart b", "d"]
 
 
 def test_nothing_to_do_is_no_change_and_bookkeeping_is_not_a_change(tmp_path: Path) -> None:
     path = tmp_path / "same.conf"
     path.write_text("same\n")
     change = ChangePlan()
-    assert change.file(str(path), "same\n", 0o644) is False
+    assert change.file(str(path), "same\n", 0o644) is None
     assert not change.changed and change.diffs == []
     change.step("rewrite the record", lambda: None, quiet=True)
     assert not change.changed
@@ -105,14 +125,65 @@ def test_a_new_unit_is_enabled_and_started_in_one_call_without_a_separate_reload
     monkeypatch.setattr(unit, "UNIT_DIR", str(tmp_path))
     module = Recorder()
     change = ChangePlan()
-    unit.plan(change, module, "x.service", "present", ["192.0.2.10"], "/usr/sbin/ip", "lo:1", "/r")
-    assert [d for d, _, _ in change.steps] == [f"write {tmp_path}/x.service", "enable and start x.service"]
+    unit.plan(
+        change, module, Desired(True, ["192.0.2.10"], record_file="/r", unit_name="x.service"), Found("/usr/sbin/ip")
+    )
+    assert [s.description for s in change.steps] == [f"write {tmp_path}/x.service", "enable and start x.service"]
     assert change.apply() is None
     # systemctl enable reloads the manager itself before --now starts the unit.
     assert module.calls == [["systemctl", "enable", "--now", "--quiet", "x.service"]]
     # A changed unit that already runs: written, reloaded, never restarted.
     module.calls.clear()
     again = ChangePlan()
-    unit.plan(again, module, "x.service", "present", ["192.0.2.11"], "/usr/sbin/ip", "lo:1", "/r")
+    unit.plan(
+        again, module, Desired(True, ["192.0.2.11"], record_file="/r", unit_name="x.service"), Found("/usr/sbin/ip")
+    )
     assert again.apply() is None
     assert module.calls[1:] == [["systemctl", "daemon-reload"]]
+
+
+def test_the_undo_of_a_new_unit_removes_it_and_reloads_systemd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its write needed no daemon-reload (enable does it); its undo does, once the file is gone."""
+    monkeypatch.setattr(unit, "UNIT_DIR", str(tmp_path))
+
+    class Failing(Recorder):
+        def run_command(self, cmd: list[str], check_rc: bool = False) -> tuple[int, str, str]:
+            self.calls.append(cmd)
+            return (1, "", "Job failed") if cmd[1] == "enable" else (0, "", "")
+
+    module = Failing()
+    change = ChangePlan()
+    unit.plan(
+        change, module, Desired(True, ["192.0.2.10"], record_file="/r", unit_name="x.service"), Found("/usr/sbin/ip")
+    )
+    failure = change.apply()
+    assert failure is not None and failure.endswith("rolled back the 1 change(s) made before it"), failure
+    assert module.calls == [
+        ["systemctl", "enable", "--now", "--quiet", "x.service"],
+        ["systemctl", "disable", "--now", "--quiet", "x.service"],
+        ["systemctl", "daemon-reload"],
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_file_step_runs_its_after_undo_once_the_old_file_is_back(tmp_path: Path) -> None:
+    """The one file-writing step, as the manager's part uses it: no diff of its own, a reload after its undo."""
+    path = tmp_path / "lo.network.d" / "dsrprov.conf"
+    seen: list[str | None] = []
+    change = ChangePlan()
+    step = change.file(
+        str(path),
+        "[Address]\n",
+        0o644,
+        diff=False,
+        after_undo=lambda: seen.append(path.read_text() if path.exists() else None),
+    )
+    assert step is not None and step.description == f"write {path}" and change.diffs == []
+
+    def broke() -> None:
+        raise StepFailed("broke")
+
+    change.step("reload", broke)
+    assert change.apply() == "reload: broke; rolled back the 1 change(s) made before it"
+    # The reload saw the file gone (and the directory the step made with it).
+    assert seen == [None] and not path.parent.exists()

@@ -234,7 +234,10 @@ def test_a_later_failure_puts_the_old_guard_configuration_back(tmp_path: Path, h
     config.chmod(0o640)
     host["fail"] = "vips"
     result = run_module(vips=["192.0.2.10"], guard=option)
-    assert result.failed and "rolled back the 4 change(s)" in result.result["msg"]
+    # The stand-in parts' steps have no undo: counted as such, not as rolled back.
+    assert result.failed and result.result["msg"].endswith(
+        "rolled back 2 of the 4 change(s) made before it ('manager' has no undo; 'sysctls' has no undo)"
+    )
     assert config.read_text() == '{"mode": "report"}\n' and config.stat().st_mode & 0o777 == 0o640
     assert not Path(option["textfile_dir"]).exists()  # the directory this run made is gone again
     # Absent: the guard stopped, disabled, its unit and program removed, then all put back and started again.
@@ -242,7 +245,9 @@ def test_a_later_failure_puts_the_old_guard_configuration_back(tmp_path: Path, h
     before = {p: p.read_text() for p in (Path(option["program"]), tmp_path / "systemd" / UNIT)}
     FakeAnsibleModule.calls = []
     result = run_module(state="absent", guard=option)
-    assert result.failed and "rolled back the 6 change(s)" in result.result["msg"]
+    assert result.failed and result.result["msg"].endswith(
+        "rolled back 5 of the 6 change(s) made before it ('manager' has no undo)"
+    )
     assert FakeAnsibleModule.calls[-2:] == [
         ["systemctl", "enable", "--quiet", UNIT],
         ["systemctl", "start", UNIT],
@@ -400,6 +405,11 @@ def test_a_new_program_restarts_a_running_guard_and_a_new_configuration_does_not
     assert ["systemctl", "restart", UNIT] in FakeAnsibleModule.calls
     # The diff names the versions, not the program's text.
     assert "print('guard')" not in json.dumps(newer.result["diff"])
+    # A program that lost its mode is written again (and the guard restarted), its text unchanged.
+    Path(option["program"]).chmod(0o644)
+    moded = run_module(vips=["192.0.2.10"], guard=guard_option(tmp_path, program_source=PROGRAM + "#\n", period=10))
+    assert moded.result["changes"][-2:] == ["write {}".format(option["program"]), f"restart {UNIT}"]
+    assert Path(option["program"]).stat().st_mode & 0o777 == 0o755
 
 
 def test_a_stopped_guard_is_started_and_check_mode_installs_nothing(tmp_path: Path, host: dict[str, Any]) -> None:

@@ -232,6 +232,8 @@ def test_a_failing_step_rolls_every_change_back(host: LinuxHost, capsys: pytest.
     result = run(host, capsys)
     assert result["failed"] is True
     done_before = len(FIRST_RUN[host.kind][0]) - 1 + (1 if host.kind != "plain" else 0)  # + the quiet write-ahead note
+    # A reload is no change of its own: the undo of the file it re-read reloads again.
+    done_before -= {"networkd": 1, "netplan": 1}.get(host.kind, 0)
     assert result["msg"] == (
         f"dsrprov: enable and start {UNIT}: systemctl enable --now --quiet {UNIT} failed (exit 1): "
         f"Job failed (simulated by the test); rolled back the {done_before} change(s) made before it"

@@ -10,6 +10,7 @@ networkctl is a no-op. The lab tests (tests/test_lo_managers.py) run the real on
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_lo_manager as lm
 from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_lo_persist as persist
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import ChangePlan
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_plan_inputs import Desired, Found
 
 VIPS = ["10.240.2.200", "fd42:d5a:0:42::200"]
 UUID = "5f3c1b2a-0000-4000-8000-00000000aaaa"
@@ -116,7 +118,8 @@ def record(sim: SimulatedNM) -> str:
 
 def planned(sim: SimulatedNM, present: bool) -> ChangePlan:
     change = ChangePlan()
-    persist.plan(change, sim, sim.state(), VIPS if present else [], present, "lo:1", record(sim), "/usr/sbin/ip")
+    desired = Desired(present, VIPS if present else [], manager_record=record(sim))
+    persist.plan(change, sim, desired, Found("/usr/sbin/ip", lo_state=sim.state()))
     return change
 
 
@@ -136,10 +139,10 @@ def dirs(root: Path) -> list[str]:
 
 def kill_at(change: ChangePlan, index: int, half: bool) -> None:
     """Run the steps up to INDEX; then die, before step INDEX (or, HALF, right after it)."""
-    for number, (_, action, _) in enumerate(change.steps):
+    for number, step in enumerate(change.steps):
         if number == index and not half:
             raise Killed
-        action()
+        step.action()
         if number == index:
             raise Killed
 
@@ -157,7 +160,7 @@ def reference(host: SimulatedNM) -> tuple[dict[str, bytes], list[str], dict[str,
 
 def test_the_record_is_written_ahead_of_the_first_change(host: SimulatedNM) -> None:
     change = planned(host, True)
-    descriptions = [d for d, _, _ in change.steps]
+    descriptions = [step.description for step in change.steps]
     assert descriptions[0].startswith("note in ") and descriptions[-1].startswith("write ")
     # Nothing but the note is done before the change it announces.
     kill_step = 1
@@ -171,7 +174,7 @@ def test_the_record_is_written_ahead_of_the_first_change(host: SimulatedNM) -> N
         assert entry["added"] == ["10.240.2.200/32", "fd42:d5a:0:42::200/128"]
     else:
         assert note["networkd_dropins"] == [lm.networkd_dropin_path(str(host.network))]
-    assert not change.changed or [d for d in change.quiet if d.startswith("note in ")]
+    assert not change.changed or [s for s in change.steps if s.quiet and s.description.startswith("note in ")]
 
 
 @pytest.mark.parametrize("half", [False, True], ids=["before-step", "after-step"])
@@ -207,7 +210,7 @@ def test_a_kill_straight_after_nmcli_modify_is_absent_byte_for_byte(host: Simula
         pytest.skip("NetworkManager only")
     found, _, _, _ = reference(host)
     change = planned(host, True)
-    index = next(i for i, (d, _, _) in enumerate(change.steps) if d.startswith("add the VIPs"))
+    index = next(i for i, s in enumerate(change.steps) if s.description.startswith("add the VIPs"))
     with pytest.raises(Killed):
         kill_at(change, index, half=True)
     assert host.addresses()[4] == ["10.240.2.200/32"]
@@ -216,13 +219,13 @@ def test_a_kill_straight_after_nmcli_modify_is_absent_byte_for_byte(host: Simula
 
 
 def raising(change: ChangePlan, index: int) -> None:
-    description, action, undo = change.steps[index]
+    action = change.steps[index].action
 
     def boom() -> None:
         action()  # half happened, then failed
         raise RuntimeError("simulated failure")
 
-    change.steps[index] = (description, boom, undo)
+    change.steps[index] = dataclasses.replace(change.steps[index], action=boom)
 
 
 def test_a_step_that_raises_rolls_back_and_the_next_runs_converge_and_restore(host: SimulatedNM) -> None:

@@ -15,6 +15,7 @@ import pytest
 from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_lo_manager as lm
 from ansible_collections.dsrprov.dsr.plugins.module_utils import dsr_loopback_vips as lo_vips
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import ChangePlan
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_plan_inputs import Desired, Found
 
 # ip -o addr show dev lo, on a Debian 12 lab container.
 READ = (
@@ -74,7 +75,7 @@ class SimulatedIp:
 
 def plan(ip: SimulatedIp, state: str, vips: list[str], record: str) -> tuple[ChangePlan, Any]:
     change = ChangePlan()
-    return change, lo_vips.plan(change, ip, vips, state, record, "lo:1", IP)
+    return change, lo_vips.plan(change, ip, Desired(state == "present", vips, record_file=record), Found(IP))
 
 
 @pytest.mark.parametrize(("vip", "wide"), [(V4, 24), (V6, 64)])
@@ -84,7 +85,7 @@ def test_a_vip_with_a_wide_prefix_is_replaced_by_the_host_prefix(vip: str, wide:
     host = ipaddress.ip_address(vip).max_prefixlen
     change, result = plan(ip, "present", [vip], record)
     # What check mode and --diff show.
-    assert change.steps[0][0] == f"replace {vip}/{wide} on the loopback by {vip}/{host}"
+    assert change.steps[0].description == f"replace {vip}/{wide} on the loopback by {vip}/{host}"
     assert change.diffs[0] == {
         "before_header": "loopback VIPs", "after_header": "loopback VIPs", "before": f"{vip}/{wide}\n",
         "after": f"{vip}\n",
@@ -145,6 +146,6 @@ def test_the_module_reads_the_addresses_once(tmp_path: Any) -> None:
     found = facts.read_addresses(Once(), IP)
     assert found["addresses"] == ["10.240.2.11"] and "eth0" not in found["lo"]
     change = ChangePlan()
-    lo_vips.plan(change, Once(), [V4], "present", str(tmp_path / "r"), "lo:1", IP, found["lo"])
+    lo_vips.plan(change, Once(), Desired(True, [V4], record_file=str(tmp_path / "r")), Found(IP, lo_read=found["lo"]))
     assert len(calls) == 1  # the plan took lo's addresses from that read
-    assert not [d for d, _, _ in change.steps if "loopback" in d]  # the VIP is there, labelled
+    assert not [s for s in change.steps if "loopback" in s.description]  # the VIP is there, labelled

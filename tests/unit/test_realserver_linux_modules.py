@@ -136,6 +136,10 @@ def proc_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_vlan_and_dashed_interfaces_get_their_keys_in_the_file_and_live(proc_tree: Path, tmp_path: Path) -> None:
     from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import ChangePlan
+    from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_plan_inputs import Desired, Found
+
+    def wants(present: bool, keep: bool = True) -> Desired:
+        return Desired(present, [], arp_interfaces=names, sysctl_file=str(own), keep_addr_on_down=keep)
 
     names = ["eth0", "eth0.100", "vlan-web"]
     assert sysctls.missing_interface(names) is None
@@ -144,7 +148,7 @@ def test_vlan_and_dashed_interfaces_get_their_keys_in_the_file_and_live(proc_tre
     )
     own = tmp_path / "90-dsrprov-arp.conf"
     change = ChangePlan()
-    live = sysctls.plan(change, str(own), "present", names, keep_addr_on_down=False)
+    live = sysctls.plan(change, None, wants(True, keep=False), Found("ip"))
     assert "net/ipv4/conf/eth0.100/arp_ignore" in live
     assert change.apply() is None
     text = own.read_text()
@@ -156,9 +160,9 @@ def test_vlan_and_dashed_interfaces_get_their_keys_in_the_file_and_live(proc_tre
     assert not (conf / "eth0" / "100").exists()
     # Idempotent, then absent puts back every value found.
     again = ChangePlan()
-    assert sysctls.plan(again, str(own), "present", names, keep_addr_on_down=False) == {} and not again.changed
+    assert sysctls.plan(again, None, wants(True, keep=False), Found("ip")) == {} and not again.changed
     gone = ChangePlan()
-    sysctls.plan(gone, str(own), "absent", names)
+    sysctls.plan(gone, None, wants(False), Found("ip"))
     assert gone.apply() is None
     assert not own.exists()
     assert {(conf / s / "arp_ignore").read_text() for s in ("all", "eth0", "eth0.100", "vlan-web")} == {"0\n"}

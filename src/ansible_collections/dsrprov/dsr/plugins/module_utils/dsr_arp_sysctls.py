@@ -12,9 +12,10 @@ Standard library only, Python 3.8+ (runs on the managed host).
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import ChangePlan, StepFailed, read_text
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_plan_inputs import Desired, Found
 
 ORIGINAL_MARK = "# original: "
 KEEP_KEY = "net.ipv6.conf.lo.keep_addr_on_down"
@@ -109,25 +110,18 @@ def missing_interface(interfaces: List[str]) -> Optional[str]:
     return None
 
 
-def plan(
-    change: ChangePlan,
-    path: str,
-    state: str,
-    interfaces: List[str],
-    arp_ignore: int = 1,
-    arp_announce: int = 2,
-    keep_addr_on_down: bool = True,
-) -> Dict[str, str]:
+def plan(change: ChangePlan, module: Any, desired: Desired, found: Found) -> Dict[str, str]:
     """Plan the file, then the live keys (a crash in between leaves the boot
     state right). Return the live changes."""
+    path = desired.sysctl_file
     old_text = read_text(path)
     originals: Dict[str, Optional[str]] = dict(parse_originals(old_text))
-    if state == "present":
+    if desired.present:
         values = {}
-        for scope in ["all"] + [i for i in interfaces if i != "all"]:
-            values[conf_key(scope, "arp_ignore")] = str(arp_ignore)
-            values[conf_key(scope, "arp_announce")] = str(arp_announce)
-        if keep_addr_on_down and read_live(KEEP_KEY) is not None:
+        for scope in ["all"] + [i for i in desired.arp_interfaces if i != "all"]:
+            values[conf_key(scope, "arp_ignore")] = str(desired.arp_ignore)
+            values[conf_key(scope, "arp_announce")] = str(desired.arp_announce)
+        if desired.keep_addr_on_down and read_live(KEEP_KEY) is not None:
             values[KEEP_KEY] = "1"
         # Remember what was live before the first change, for absent.
         for key in values:

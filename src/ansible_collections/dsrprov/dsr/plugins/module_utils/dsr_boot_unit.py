@@ -13,12 +13,11 @@ from typing import Any, Dict, List, Optional
 
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import (
     ChangePlan,
-    file_mode,
-    put_file,
     read_text,
     run,
 )
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_linux_names import check_label, systemd_quote
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_plan_inputs import Desired, Found
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_vips import parse_vip
 
 UNIT_DIR = "/etc/systemd/system"
@@ -71,55 +70,47 @@ def unit_state(module: Any, name: str) -> Dict[str, str]:
     return found
 
 
-def plan(
-    change: ChangePlan,
-    module: Any,
-    name: str,
-    state: str,
-    vips: List[str],
-    ip_command: str,
-    label: str,
-    record: str,
-    content: Optional[str] = None,
-    restart: Optional[bool] = None,
-) -> Dict[str, Any]:
-    """Plan the unit file, daemon-reload, enable and start (present), or stop,
-    disable, remove and daemon-reload (absent).
+def plan(change: ChangePlan, module: Any, desired: Desired, found: Found) -> Dict[str, Any]:
+    """Plan the boot unit: written, daemon-reload, enabled and started
+    (present), or stopped, disabled, removed and daemon-reload (absent).
+    Never restarted."""
+    text = None
+    if desired.present:
+        text = render(desired.vips, found.ip_command, desired.label, desired.record_file)
+    return plan_unit(change, module, desired.unit_name, text)
 
-    CONTENT is another unit's text (the guard's) instead of the boot unit's;
+
+def plan_unit(
+    change: ChangePlan, module: Any, name: str, text: Optional[str], restart: Optional[bool] = None
+) -> Dict[str, Any]:
+    """Plan unit NAME to hold TEXT, daemon-reload, enable and start it, or
+    (TEXT None) stop, disable, remove it and daemon-reload.
+
     RESTART, when not None, restarts a running unit whose file changed, or
-    when True (what it runs changed). The boot unit is never restarted."""
+    when True (what it runs changed): the guard's unit; the boot unit is
+    never restarted."""
     path = os.path.join(UNIT_DIR, name)
     exists = os.path.exists(path)
     now = unit_state(module, name) if exists else {}
     enabled = now.get("UnitFileState") in ("enabled", "enabled-runtime")
     active = now.get("ActiveState") in ("active", "activating", "reloading")
     old = read_text(path)
-    old_mode = file_mode(path, 0o644)
 
-    def put_unit(content: Optional[str], mode: int, reload: bool = True) -> None:
-        put_file(path, content, mode)
-        if reload:
-            run(module, ["systemctl", "daemon-reload"])
+    def daemon_reload() -> None:
+        run(module, ["systemctl", "daemon-reload"])
 
     def unit_file(content: Optional[str], reload: bool = True) -> None:
         """The file and the daemon-reload that makes systemd see it: one step,
-        so that its undo reloads after the old file is back."""
-        if old == content:
-            return
-        change.diff(path, old or "", content or "")
-        change.step(
-            "%s %s%s" % ("remove" if content is None else "write", path, " and reload systemd" if reload else ""),
-            lambda: put_unit(content, 0o644, reload),
-            lambda: put_unit(old, old_mode),
-        )
+        whose undo reloads after the old file is back (also when the write
+        needed none: a new unit's enable reloads the manager itself)."""
+        after = ("reload systemd", daemon_reload) if reload else None
+        change.file(path, content, 0o644, after=after, after_undo=daemon_reload)
 
-    if state == "present":
+    if text is not None:
         # A new unit that is enabled and started at once needs no
         # daemon-reload of its own: systemctl enable reloads the manager
         # before --now starts it. One call instead of three.
         at_once = old is None and not enabled and not active
-        text = render(vips, ip_command, label, record) if content is None else content
         unit_file(text, reload=not at_once)
         if at_once:
             change.diff("%s enabled" % name, "no\n", "yes\n")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 Action = Callable[[], object]
@@ -74,82 +75,134 @@ def put_file(path: str, content: Optional[str], mode: int, remove_dir: bool = Fa
         write_text(path, content, mode)
 
 
+@dataclass
+class Step:
+    """One change to the host: what it is (shown to the user), how to do it and
+    how to undo it (None: it cannot be, e.g. a restart). QUIET: bookkeeping
+    (a record of dsrprov's own), no change to report. RELOAD: makes a service
+    re-read files steps before it wrote; their undos reload again, so it needs
+    no undo of its own and is no change of its own to roll back."""
+
+    description: str
+    action: Action
+    undo: Optional[Action] = None
+    quiet: bool = False
+    reload: bool = False
+
+
 class ChangePlan:
     """What to change, in order, with how to undo each change, and the diffs."""
 
     def __init__(self) -> None:
-        self.steps: List[Tuple[str, Action, Optional[Action]]] = []
-        self.quiet: List[str] = []  # steps that are bookkeeping, not a change to report
+        self.steps: List[Step] = []
         self.diffs: List[Dict[str, str]] = []
         self.done: List[str] = []
 
-    def step(self, description: str, action: Action, undo: Optional[Action] = None, quiet: bool = False) -> None:
-        self.steps.append((description, action, undo))
-        if quiet:
-            self.quiet.append(description)
+    def step(
+        self,
+        description: str,
+        action: Action,
+        undo: Optional[Action] = None,
+        quiet: bool = False,
+        reload: bool = False,
+    ) -> Step:
+        self.steps.append(Step(description, action, undo, quiet, reload))
+        return self.steps[-1]
 
     def insert(
         self, index: int, description: str, action: Action, undo: Optional[Action] = None, quiet: bool = False
-    ) -> None:
+    ) -> Step:
         """A step before the ones planned from INDEX on (a write-ahead note of
         what they are about to do, planned once they are)."""
-        self.steps.insert(index, (description, action, undo))
-        if quiet:
-            self.quiet.append(description)
+        self.steps.insert(index, Step(description, action, undo, quiet))
+        return self.steps[index]
 
     def diff(self, header: str, before: str, after: str) -> None:
         if before != after:
             self.diffs.append({"before_header": header, "after_header": header, "before": before, "after": after})
 
-    def file(self, path: str, content: Optional[str], mode: int, remove_dir: bool = False, header: str = "") -> bool:
+    def file(
+        self,
+        path: str,
+        content: Optional[str],
+        mode: int,
+        remove_dir: bool = False,
+        header: str = "",
+        diff: bool = True,
+        after_undo: Optional[Action] = None,
+        exact_mode: bool = False,
+        after: Optional[Tuple[str, Action]] = None,
+    ) -> Optional[Step]:
         """Plan PATH to hold CONTENT (None: absent); the undo puts back what
-        was there. Return whether it changes."""
+        was there, then runs AFTER_UNDO (e.g. a reload of the service that
+        reads it). AFTER: (what, action) run right after the write, in the
+        same step (systemd's daemon-reload for a unit).
+        DIFF: show it under HEADER (default PATH); off where the caller shows
+        it its own way. Return the step, or None when PATH
+        already holds CONTENT (and, EXACT_MODE, has MODE). The one step that
+        writes a file."""
         old = read_text(path)
         if os.path.lexists(path) and old is None:
             old = ""
-        if old == content:
-            return False
-        self.diff(header or path, old or "", content or "")
         old_mode = file_mode(path, mode)
+        if old == content and (content is None or not exact_mode or old_mode == mode):
+            return None
+        if diff:
+            self.diff(header or path, old or "", content or "")
         # The undo also removes a directory the step made.
         made_dir = not os.path.isdir(os.path.dirname(path))
-        self.step(
-            ("remove %s" if content is None else "write %s") % path,
-            lambda: put_file(path, content, mode, remove_dir),
-            lambda: put_file(path, old, old_mode, remove_dir=made_dir and old is None),
-        )
-        return True
+
+        def action() -> None:
+            put_file(path, content, mode, remove_dir)
+            if after is not None:
+                after[1]()
+
+        def undo() -> None:
+            put_file(path, old, old_mode, remove_dir=made_dir and old is None)
+            if after_undo is not None:
+                after_undo()
+
+        description = ("remove %s" if content is None else "write %s") % path
+        return self.step(description + (" and %s" % after[0] if after else ""), action, undo)
+
+    @property
+    def changes(self) -> List[str]:
+        """The steps to report: every one but the bookkeeping."""
+        return [step.description for step in self.steps if not step.quiet]
 
     @property
     def changed(self) -> bool:
-        return any(description not in self.quiet for description, _run, _undo in self.steps)
+        return bool(self.changes)
 
     def apply(self) -> Optional[str]:
         """Do every step in order. On a failure undo the steps done, newest
-        first, and return what failed (and what could not be undone)."""
-        undos: List[Tuple[str, Optional[Action]]] = []
-        for description, action, undo in self.steps:
+        first, and return what failed, how many of the changes made before it
+        were undone, and what could not be."""
+        done: List[Step] = []
+        for step in self.steps:
             try:
-                action()
+                step.action()
             except Exception as exc:
-                # The failed step may have half happened: undo it too.
-                undos.append((description, undo))
+                # The failed step may have half happened: undone too (first).
                 problems = []
-                for done_description, done_undo in reversed(undos):
-                    if done_undo is None:
+                undone = 0
+                for earlier in [step, *reversed(done)]:
+                    if earlier.undo is None:
+                        if earlier is not step and not earlier.reload:
+                            problems.append("'%s' has no undo" % earlier.description)
                         continue
                     try:
-                        done_undo()
+                        earlier.undo()
                     except Exception as undo_exc:
-                        problems.append("cannot undo '%s': %s" % (done_description, undo_exc))
-                msg = "%s: %s; rolled back the %d change(s) made before it" % (
-                    description,
-                    exc,
-                    len(undos) - 1,
-                )
+                        problems.append("cannot undo '%s': %s" % (earlier.description, undo_exc))
+                    else:
+                        undone += earlier is not step
+                made = len([earlier for earlier in done if not earlier.reload])
+                counted = "the %d" % made if undone == made else "%d of the %d" % (undone, made)
+                msg = "%s: %s; rolled back %s change(s) made before it" % (step.description, exc, counted)
                 if problems:
                     msg += " (" + "; ".join(problems) + ")"
                 return msg
-            undos.append((description, undo))
-            self.done.append(description)
+            done.append(step)
+            self.done.append(step.description)
         return None

@@ -28,11 +28,10 @@ import os
 from typing import Any, Dict, List, Optional
 
 # The boot unit's steps serve the guard's unit too (stop, disable, remove, reload).
-from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_boot_unit import plan as plan_unit
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_boot_unit import plan_unit
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import (
     ChangePlan,
     file_mode,
-    put_file,
     read_text,
 )
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_linux_names import (
@@ -41,6 +40,7 @@ from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_linux_names import
     check_unit_name,
     systemd_quote,
 )
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_plan_inputs import Desired, Found
 
 METRIC_FILE = "dsrprov_guard.prom"  # the guard's own name for it (files/dsrprov_guard.py)
 CREATED_KEY = "textfile_dir_created"
@@ -144,37 +144,29 @@ def remove_own_dirs(dirs: List[str]) -> None:
             return  # not empty: something else lives there now
 
 
-def plan(
-    change: ChangePlan,
-    module: Any,
-    guard: Optional[Dict[str, Any]],
-    present: bool,
-    vips: List[str],
-    label: str,
-    sysctl_file: str,
-    record_file: str,
-) -> Dict[str, Any]:
+def plan(change: ChangePlan, module: Any, desired: Desired, found: Found) -> Dict[str, Any]:
     """Plan the guard's steps; call before any other part plans its own, so they come first."""
+    guard = desired.guard
     if not guard:
         return {}
     old = old_settings(guard["config"])
     textfile_dir = guard["textfile_dir"]
     # Made by dsrprov: on this run, or on an earlier one that noted it for this directory.
     made_before = old.get(CREATED_KEY) if own_dirs(textfile_dir, old.get(CREATED_KEY)) else None
-    if present and guard["mode"] != "off":
+    if desired.present and guard["mode"] != "off":
         missing = first_missing(textfile_dir)
         # The topmost of what dsrprov made then and what it makes now.
         created = min((d for d in (made_before, missing) if d), key=len, default=None)
         settings = {
             "mode": guard["mode"],
-            "vips": list(vips),
-            "label": label,
+            "vips": list(desired.vips),
+            "label": desired.label,
             "period": guard["period"],
             "flap_limit": guard["flap_limit"],
             "flap_window": guard["flap_window"],
             "textfile_dir": textfile_dir,
-            "sysctl_file": sysctl_file,
-            "record_file": record_file,
+            "sysctl_file": desired.sysctl_file,
+            "record_file": desired.record_file,
             CREATED_KEY: created,
         }
         change.file(guard["config"], render(settings), 0o644)
@@ -187,18 +179,11 @@ def plan(
     # unit removed, systemd reloaded: the boot unit's steps); then its
     # program, its metric file, the directories dsrprov made for it and its
     # configuration.
-    plan_unit(change, module, guard["unit_name"], "absent", [], "", "", "")
+    plan_unit(change, module, guard["unit_name"], None)
     program = guard["program"]
-    old_program = read_text(program)
-    if os.path.lexists(program):
-        old_mode = file_mode(program, 0o755)
+    if change.file(program, None, 0o755, diff=False):
         # The diff names it: its text (the whole program) says nothing useful.
         change.diff(program, "present\n", "absent\n")
-        change.step(
-            "remove %s" % program,
-            lambda: put_file(program, None, 0o755),
-            lambda: put_file(program, old_program or "", old_mode),
-        )
     change.file(os.path.join(textfile_dir, METRIC_FILE), None, 0o644)
     made = removable(own_dirs(textfile_dir, made_before))
     if made:
@@ -246,26 +231,22 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def install(change: ChangePlan, module: Any, guard: Optional[Dict[str, Any]], present: bool, boot_unit: str) -> None:
+def install(change: ChangePlan, module: Any, desired: Desired, found: Found) -> None:
     """Plan the program, the unit, enabled and running: last, once the VIPs it
     guards are in place. A new configuration alone needs no restart (the
     guard re-reads it); a new program or unit does."""
-    if not guard or not present or guard["mode"] == "off" or not guard.get("program_source"):
+    guard = desired.guard
+    if not guard or not desired.present or guard["mode"] == "off" or not guard.get("program_source"):
         return
     program = guard["program"]
     source = guard["program_source"]
     source = source if source.endswith("\n") else source + "\n"
     old = read_text(program)
     old_mode = file_mode(program, 0o755)
-    program_changed = old != source or old_mode != 0o755
+    program_changed = change.file(program, source, 0o755, diff=False, exact_mode=True) is not None
     if program_changed:
         # The diff names the versions: the whole program's text says nothing useful.
         before = "absent\n" if old is None else "sha256 %s, mode %04o\n" % (_digest(old), old_mode)
         change.diff(program, before, "sha256 %s, mode 0755\n" % _digest(source))
-        change.step(
-            "write %s" % program,
-            lambda: put_file(program, source, 0o755),
-            lambda: put_file(program, old, old_mode),
-        )
-    unit_text = render_unit(program, guard["config"], boot_unit)
-    plan_unit(change, module, guard["unit_name"], "present", [], "", "", "", content=unit_text, restart=program_changed)
+    unit_text = render_unit(program, guard["config"], desired.unit_name)
+    plan_unit(change, module, guard["unit_name"], unit_text, restart=program_changed)

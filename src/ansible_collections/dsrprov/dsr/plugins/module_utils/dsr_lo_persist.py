@@ -55,6 +55,7 @@ from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_lo_manager import 
     render_networkd_dropin,
     render_nm_hook,
 )
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_plan_inputs import Desired, Found
 
 RECORD_VERSION = 1
 # What netplan renders for lo (networkd renderer). A constant so that the
@@ -99,10 +100,10 @@ class Persist:
     """The manager's part of a change plan: its steps go into CHANGE; its diff
     is one text (one file per manager, shown by check mode and --diff)."""
 
-    def __init__(self, change: ChangePlan, module: Any, state: LoState) -> None:
+    def __init__(self, change: ChangePlan, module: Any, lo_state: LoState) -> None:
         self.change = change
         self.module = module
-        self.state = state
+        self.lo_state = lo_state
         self.before: List[str] = []
         self.after: List[str] = []
         self.persisted_in: List[str] = []
@@ -116,8 +117,10 @@ class Persist:
             self.before.append("# %s\n%s" % (title, before or "(none)\n"))
             self.after.append("# %s\n%s" % (title, after or "(none)\n"))
 
-    def step(self, description: str, action: Any, undo: Any = None) -> None:
-        self.steps += 1
+    def watched(self, undo: Any) -> Any:
+        """UNDO, noting when it fails (the write-ahead record must then stay)."""
+        if undo is None:
+            return None
 
         def watched_undo() -> None:
             try:
@@ -126,30 +129,24 @@ class Persist:
                 self.undo_failed = True
                 raise
 
-        self.change.step(description, action, watched_undo if undo is not None else None)
+        return watched_undo
+
+    def step(self, description: str, action: Any, undo: Any = None, reload: bool = False) -> None:
+        self.steps += 1
+        self.change.step(description, action, self.watched(undo), reload=reload)
 
     def file(self, path: str, content: Optional[str], mode: int, remove_dir: bool = False, reload: Any = None) -> bool:
-        """Make PATH hold CONTENT (None: absent); RELOAD runs after its undo."""
+        """Make PATH hold CONTENT (None: absent); RELOAD runs after its undo.
+        The change plan's file step; its diff is part of the manager's one."""
         old = read_text(path)
         if os.path.exists(path) and old is None:
             old = ""
         self.show(path, old, content)
-        if old == content:
+        step = self.change.file(path, content, mode, remove_dir, diff=False, after_undo=reload)
+        if step is None:
             return False
-        old_mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else mode
-        # The undo also removes a directory the step made.
-        made_dir = not os.path.isdir(os.path.dirname(path))
-
-        def undo() -> None:
-            put_file(path, old, old_mode, remove_dir=made_dir and old is None)
-            if reload is not None:
-                reload()
-
-        self.step(
-            ("remove %s" if content is None else "write %s") % path,
-            lambda: put_file(path, content, mode, remove_dir),
-            undo,
-        )
+        self.steps += 1
+        step.undo = self.watched(step.undo)
         return True
 
     def nmcli_modify(self, uuid: str, changes: List[Tuple[str, str, str]]) -> None:
@@ -186,9 +183,9 @@ def plan_nm_profiles(
     p_: Persist, wanted: List[str], record: Dict[str, Any], new_record: Dict[str, Any], intent: Dict[str, Any]
 ) -> None:
     """Plan each profile; INTENT gets the write-ahead entries (what is about to change)."""
-    state = p_.state
+    lo_state = p_.lo_state
     recorded = record.get("nm_profiles", {})
-    current = {p.uuid: p for p in state.nm_stored_profiles} if state.nm_active else {}
+    current = {p.uuid: p for p in lo_state.nm_stored_profiles} if lo_state.nm_active else {}
     wanted_set = {host_prefix(v) for v in wanted}
     for uuid, p in sorted(current.items()):
         rec = recorded.get(uuid, {})
@@ -251,7 +248,7 @@ def plan_nm_profiles(
             # Byte for byte while the file is as the change left it (nmcli
             # would rewrite it in its own layout), else the inverse change.
             if text is not None and entry.get("modified") is not None and read_text(filename) == entry["modified"]:
-                put_back_profile(p_.module, state, filename, text, mtime)
+                put_back_profile(p_.module, lo_state, filename, text, mtime)
             else:
                 p_.nmcli_modify(uuid, _inverse(changes))
 
@@ -263,22 +260,22 @@ def plan_nm_profiles(
             plan_nm_restore(p_, uuid, rec)
 
 
-def put_back_profile(module: Any, state: LoState, path: str, text: Optional[str], mtime: Optional[int]) -> None:
+def put_back_profile(module: Any, lo_state: LoState, path: str, text: Optional[str], mtime: Optional[int]) -> None:
     """A profile's file byte for byte, then NetworkManager re-reads it, then the mtime."""
     mode = os.stat(path).st_mode & 0o7777
     write_text(path, text or "", mode)
-    if state.nm_active:
+    if lo_state.nm_active:
         run(module, ["nmcli", "connection", "load", path])
     if mtime:
         os.utime(path, ns=(os.stat(path).st_atime_ns, mtime))
 
 
 def plan_nm_restore(p_: Persist, uuid: str, rec: Dict[str, Any]) -> None:
-    state, module = p_.state, p_.module
-    p = next((q for q in state.nm_profiles if q.uuid == uuid), None)
+    lo_state, module = p_.lo_state, p_.module
+    p = next((q for q in lo_state.nm_profiles if q.uuid == uuid), None)
     label = "NetworkManager profile %r (%s)" % (rec.get("name", uuid), rec.get("filename", "?"))
     if p is None:
-        if state.nm_active:
+        if lo_state.nm_active:
             return  # the profile was deleted since: nothing to put back
         p_file = rec.get("filename")
         current = read_text(p_file) if p_file else None
@@ -300,12 +297,12 @@ def plan_nm_restore(p_: Persist, uuid: str, rec: Dict[str, Any]) -> None:
     reapply = p is not None and p.active and p.device == "lo"
 
     def put_back(text: Optional[str], mtime: Optional[int]) -> None:
-        put_back_profile(module, state, p_file, text, mtime)
+        put_back_profile(module, lo_state, p_file, text, mtime)
 
     def restore() -> None:
         if untouched:
             put_back(original, rec.get("original_mtime_ns"))
-        elif state.nm_active:
+        elif lo_state.nm_active:
             p_.nmcli_modify(uuid, removals)
         else:
             module.warn(
@@ -323,7 +320,7 @@ def plan_nm_restore(p_: Persist, uuid: str, rec: Dict[str, Any]) -> None:
     def undo() -> None:
         if untouched:
             put_back(current, current_mtime)
-        elif state.nm_active:
+        elif lo_state.nm_active:
             p_.nmcli_modify(uuid, _inverse(removals))
         if reapply:
             run(module, ["nmcli", "device", "reapply", "lo"])
@@ -352,7 +349,7 @@ def reload_networkd(module: Any, network_file: str) -> None:
             os.utime(network_file, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
-def regenerate_netplan(module: Any, state: LoState, ip: str, wanted: List[str]) -> None:
+def regenerate_netplan(module: Any, lo_state: LoState, ip: str, wanted: List[str]) -> None:
     """Render netplan's configuration again and make networkd load it: lo is
     reconfigured (with 252 eth0 as well: its reload reconfigures every link,
     seen in the lab; netplan apply would also restart networkd).
@@ -360,9 +357,9 @@ def regenerate_netplan(module: Any, state: LoState, ip: str, wanted: List[str]) 
     When lo leaves netplan's configuration, networkd deletes every address on
     it, 127.0.0.1 and ::1 included: they are put back as the kernel had them."""
     run(module, ["netplan", "generate"])
-    if state.networkd_active:
+    if lo_state.networkd_active:
         run(module, ["networkctl", "reload"])
-    if state.networkd_active and wanted and os.path.exists(NETPLAN_LO_NETWORK):
+    if lo_state.networkd_active and wanted and os.path.exists(NETPLAN_LO_NETWORK):
         # networkd puts the VIPs on lo after reload returns: wait for them (3 s
         # at most), or the next step's own `ip addr add` races it.
         for _attempt in range(30):
@@ -370,7 +367,7 @@ def regenerate_netplan(module: Any, state: LoState, ip: str, wanted: List[str]) 
             if all(" %s " % host_prefix(v) in out for v in wanted):
                 break
             time.sleep(0.1)
-    if state.networkd_active and not os.path.exists(NETPLAN_LO_NETWORK):
+    if lo_state.networkd_active and not os.path.exists(NETPLAN_LO_NETWORK):
         for _attempt in range(20):  # networkd lets go of lo after reload returns
             out = run(module, [ip, "-o", "addr", "show", "dev", "lo"])
             if " 127.0.0.1/8 " not in out:
@@ -385,20 +382,15 @@ def regenerate_netplan(module: Any, state: LoState, ip: str, wanted: List[str]) 
                 run(module, [ip, "-6", "addr", "add", "::1/128", "dev", "lo"])
 
 
-def plan(
-    change: ChangePlan,
-    module: Any,
-    state: LoState,
-    vips: List[str],
-    present: bool,
-    label: str,
-    record_path: str,
-    ip_command: str,
-) -> Dict[str, Any]:
+def plan(change: ChangePlan, module: Any, desired: Desired, found: Found) -> Dict[str, Any]:
     """Plan the manager's part: hook, profiles, drop-in, reload, record.
     Return {persisted_in, steps} (steps: how many changes it makes)."""
-    wanted = [str(ipaddress.ip_address(v.split("/", 1)[0])) for v in vips] if present else []
-    p_ = Persist(change, module, state)
+    if found.lo_state is None:
+        raise StepFailed("dsrprov: who manages lo was not read")
+    lo_state, label, record_path, ip_command = found.lo_state, desired.label, desired.manager_record, found.ip_command
+    present = desired.present
+    wanted = [str(ipaddress.ip_address(v.split("/", 1)[0])) for v in desired.vips] if present else []
+    p_ = Persist(change, module, lo_state)
     record = read_record(record_path)
     new_record: Dict[str, Any] = {"version": RECORD_VERSION}
     # Written before the first change (see the docstring at the top).
@@ -407,7 +399,7 @@ def plan(
 
     # The hook first on the way out: the reapply of a restored profile must
     # not set it off.
-    want_hook = present and bool(wanted) and (state.nm_manages_lo or bool(state.nm_stored_profiles))
+    want_hook = present and bool(wanted) and (lo_state.nm_manages_lo or bool(lo_state.nm_stored_profiles))
     hook = render_nm_hook(wanted, ip_command, label) if want_hook else None
     if hook is not None or os.path.exists(NM_HOOK):
         p_.file(NM_HOOK, hook, 0o755)
@@ -420,27 +412,32 @@ def plan(
     dropins = set(record.get("networkd_dropins", []))
     created = set(record.get("created_dirs", []))
     want_dropin = None
-    if present and wanted and state.networkd_manages_lo and not state.netplan_generated_for(state.networkd_file):
-        want_dropin = networkd_dropin_path(state.networkd_file)
+    if (
+        present
+        and wanted
+        and lo_state.networkd_manages_lo
+        and not lo_state.netplan_generated_for(lo_state.networkd_file)
+    ):
+        want_dropin = networkd_dropin_path(lo_state.networkd_file)
     reload_needed = False
 
     def reload() -> None:
-        if state.networkd_active:
-            reload_networkd(module, state.networkd_file)
+        if lo_state.networkd_active:
+            reload_networkd(module, lo_state.networkd_file)
 
     # netplan: our file in /etc/netplan, rendered with the admin's.
-    if present and wanted and state.netplan_owns:
-        localhost = state.networkd_version is not None and state.networkd_version < NETWORKD_KEEPS_LOCALHOST
+    if present and wanted and lo_state.netplan_owns:
+        localhost = lo_state.networkd_version is not None and lo_state.networkd_version < NETWORKD_KEEPS_LOCALHOST
         content: Optional[str] = render_netplan(wanted, label, localhost)
     else:
         content = None
     if content is not None or NETPLAN_FILE in record.get("netplan_files", []):
 
         def regenerate() -> None:
-            regenerate_netplan(module, state, ip_command, wanted)
+            regenerate_netplan(module, lo_state, ip_command, wanted)
 
-        if p_.file(NETPLAN_FILE, content, 0o600, reload=regenerate if state.netplan_owns else None):
-            p_.step("netplan generate, networkctl reload", regenerate)
+        if p_.file(NETPLAN_FILE, content, 0o600, reload=regenerate if lo_state.netplan_owns else None):
+            p_.step("netplan generate, networkctl reload", regenerate, reload=True)
     if content is not None:
         new_record["netplan_files"] = [NETPLAN_FILE]
         p_.persisted_in.append(NETPLAN_FILE)
@@ -454,7 +451,7 @@ def plan(
     if want_dropin is not None:
         if not os.path.isdir(os.path.dirname(want_dropin)):
             created.add(os.path.dirname(want_dropin))
-        content = render_networkd_dropin(wanted, label, state.networkd_file)
+        content = render_networkd_dropin(wanted, label, lo_state.networkd_file)
         reload_needed = p_.file(want_dropin, content, 0o644, reload=reload) or reload_needed
         new_record["networkd_dropins"] = [want_dropin]
         p_.persisted_in.append(want_dropin)
@@ -462,8 +459,8 @@ def plan(
         new_record["created_dirs"] = sorted(created)
     intent["networkd_dropins"] = sorted(dropins | set(new_record.get("networkd_dropins", [])))
     intent["created_dirs"] = sorted(set(record.get("created_dirs", [])) | created)
-    if reload_needed and state.networkd_active:
-        p_.step("networkctl reload", reload)
+    if reload_needed and lo_state.networkd_active:
+        p_.step("networkctl reload", reload, reload=True)
 
     change.diff(DIFF_HEADER, "".join(p_.before), "".join(p_.after))
     keep_record = len(new_record) > 1

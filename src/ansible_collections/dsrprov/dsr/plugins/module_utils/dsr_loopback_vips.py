@@ -17,10 +17,10 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_change_plan import (
     ChangePlan,
     StepFailed,
-    put_file,
     read_text,
     run,
 )
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_plan_inputs import Desired, Found
 
 RECORD_HEADER = "# Managed by dsrprov: the VIPs it put on the loopback. Do not edit.\n"
 
@@ -117,24 +117,18 @@ def plan_narrow(change: ChangePlan, module: Any, ip_command: str, vip: str, leng
     )
 
 
-def plan(
-    change: ChangePlan,
-    module: Any,
-    vips: List[str],
-    state: str,
-    record: str,
-    label: str,
-    ip_command: str,
-    lo_read: Optional[str] = None,
-) -> Dict[str, List[str]]:
+def plan(change: ChangePlan, module: Any, desired: Desired, found: Found) -> Dict[str, List[str]]:
     """Plan lo to hold exactly VIPS (present) or none of the managed ones
     (absent: VIPS given are removed too, even when the record lost them).
     Return {added, removed}."""
-    wanted = [str(ipaddress.ip_address(v)) for v in vips] if state == "present" else []
-    # LO_READ: lo's lines of the module's own read of every address.
-    present, labelled = live_vips(module, ip_command, label) if lo_read is None else parse_lo_addresses(lo_read, label)
+    vips, label, ip_command, record = desired.vips, desired.label, found.ip_command, desired.record_file
+    wanted = [str(ipaddress.ip_address(v)) for v in vips] if desired.present else []
+    if found.lo_read is None:
+        present, labelled = live_vips(module, ip_command, label)
+    else:
+        present, labelled = parse_lo_addresses(found.lo_read, label)
     managed = set(read_record(record)) | labelled
-    if state == "absent":
+    if not desired.present:
         managed |= {str(ipaddress.ip_address(v)) for v in vips}
     to_add = [v for v in wanted if v not in present]
     # Only the host address is dsrprov's: a wide one of the same VIP (hand-made)
@@ -175,14 +169,9 @@ def plan(
                 if vip not in now:
                     run(module, add_cmd(ip_command, vip, label))
 
-        change.step("put the VIPs on the loopback" if state == "present" else "remove the VIPs from the loopback",
+        change.step("put the VIPs on the loopback" if desired.present else "remove the VIPs from the loopback",
                     apply, undo)  # fmt: skip
-    new_record: Optional[str] = RECORD_HEADER + "".join(v + "\n" for v in wanted) if wanted else None
-    old_record = read_text(record)
-    if old_record != new_record:
-        change.step(
-            "write %s" % record if new_record else "remove %s" % record,
-            lambda: put_file(record, new_record, 0o644, remove_dir=new_record is None),
-            lambda: put_file(record, old_record, 0o644, remove_dir=old_record is None),
-        )
+    new_record = RECORD_HEADER + "".join(v + "\n" for v in wanted) if wanted else None
+    # The VIPs' diff above says it all: the record is not shown again.
+    change.file(record, new_record, 0o644, remove_dir=new_record is None, diff=False)
     return {"added": to_add, "removed": to_remove}

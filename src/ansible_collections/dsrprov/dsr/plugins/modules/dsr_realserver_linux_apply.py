@@ -213,6 +213,7 @@ from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_linux_names import
     check_label,
 )
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_lo_manager import assess
+from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_plan_inputs import Desired, Found
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_vips import VipError, check_vips
 
 # The values the role sets, and what a later sysctl file must not undo: a
@@ -299,55 +300,29 @@ def read_and_check(module):
     }
 
 
-def plan_changes(module, found):
-    """The changes, in the order they are made."""
-    p = module.params
-    present = p["state"] == "present"
+def plan_changes(module, desired, found):
+    """The changes, in the order they are made, and what each part planned."""
     change = ChangePlan()
-    result = {}
-
-    def guard():
-        result["guard"] = guard_setup.plan(
-            change, module, p["guard"], present, found["vips"], p["label"], p["sysctl_file"], p["record_file"]
-        )
-
-    def manager():
-        result.update(
-            persist.plan(change, module, found["lo_state"], found["vips"], present, p["label"],
-                         p["manager_record"], found["ip_command"])
-        )  # fmt: skip
-
-    def vips():
-        result.update(
-            lo_vips.plan(
-                change, module, found["vips"], p["state"], p["record_file"], p["label"], found["ip_command"],
-                found["lo_read"],
-            )
-        )  # fmt: skip
-
-    def guard_install():
-        guard_setup.install(change, module, p["guard"], present, p["unit_name"])
-
-    def boot_unit():
-        unit.plan(change, module, p["unit_name"], p["state"], found["vips"], found["ip_command"], p["label"],
-                  p["record_file"])  # fmt: skip
-
-    def sysctls():
-        result["live_sysctls"] = arp.plan(
-            change, p["sysctl_file"], p["state"], found["arp_interfaces"], ARP_IGNORE, ARP_ANNOUNCE, True
-        )
-
+    # The parts of the plan, all called the same way.
+    parts = {
+        "guard": guard_setup.plan,
+        "sysctls": arp.plan,
+        "manager": persist.plan,
+        "vips": lo_vips.plan,
+        "boot unit": unit.plan,
+        "guard install": guard_setup.install,
+    }
     # The guard first, in both directions: it acts on lo between runs, so it
     # is told (or stopped) before anything it watches changes. ARP next: the
     # VIPs go on lo only once the host can no longer answer ARP for them.
     # The guard's program and unit last, once what it guards is in place.
     # Absent: the manager's configuration first (nothing may put the VIPs
     # back), then the VIPs, the unit, and the ARP sysctls last.
-    order = (guard, sysctls, manager, vips, boot_unit, guard_install) if present else (
-        guard, manager, vips, boot_unit, sysctls)  # fmt: skip
-    for part in order:
-        part()
-    return change, result
+    if desired.present:
+        order = ("guard", "sysctls", "manager", "vips", "boot unit", "guard install")
+    else:
+        order = ("guard", "manager", "vips", "boot unit", "sysctls")
+    return change, {name: parts[name](change, module, desired, found) or {} for name in order}
 
 
 def main():
@@ -375,21 +350,37 @@ def main():
         module.fail_json(msg=str(exc))
     if found["problems"]:
         module.fail_json(msg=found["problems"][0], problems=found["problems"], lo_manager=found["lo"])
+    p = module.params
+    # Built once: every part of the plan takes these two.
+    desired = Desired(
+        present=p["state"] == "present",
+        vips=found["vips"],
+        label=p["label"],
+        arp_interfaces=found["arp_interfaces"],
+        sysctl_file=p["sysctl_file"],
+        record_file=p["record_file"],
+        manager_record=p["manager_record"],
+        unit_name=p["unit_name"],
+        guard=p["guard"],
+        arp_ignore=ARP_IGNORE,
+        arp_announce=ARP_ANNOUNCE,
+    )
+    host = Found(ip_command=found["ip_command"], lo_state=found["lo_state"], lo_read=found["lo_read"])
     try:
-        change, planned = plan_changes(module, found)
+        change, planned = plan_changes(module, desired, host)
     except (StepFailed, OSError, ValueError) as exc:
         module.fail_json(msg="dsrprov: %s" % exc)
     result = {
         "changed": change.changed,
-        "changes": [description for description, _run, _undo in change.steps if description not in change.quiet],
+        "changes": change.changes,
         "lo_manager": found["lo"],
-        "persisted_in": planned.get("persisted_in", []),
-        "live_sysctls": planned.get("live_sysctls", {}),
-        "added": planned.get("added", []),
-        "removed": planned.get("removed", []),
+        "persisted_in": planned["manager"].get("persisted_in", []),
+        "live_sysctls": planned["sysctls"],
+        "added": planned["vips"].get("added", []),
+        "removed": planned["vips"].get("removed", []),
         "interfaces": found["arp_interfaces"],
         "ip_command": found["ip_command"],
-        "guard": planned.get("guard", {}),
+        "guard": planned["guard"],
         "diff": change.diffs,
     }
     if module.check_mode or not change.steps:
