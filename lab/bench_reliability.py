@@ -27,12 +27,17 @@ Not a test: figures are printed (and written as JSON with --json), not
 asserted. Bounded: only the lab's own VIP, at most 20 requests a second, each
 load at most 10 minutes.
 
-    python lab/bench_reliability.py [--runs 5] [--only enroll,unenroll,...] [--json FILE]
+    python lab/bench_reliability.py [--runs 5] [--only enroll,unenroll,...] [--json FILE] [--logs DIR]
+
+--logs DIR keeps, per command and per scenario run, what explains a loss
+afterwards: dsrprov's progress lines with the time since the load started,
+its Ansible log (--log), and each request's start, end, outcome and phase.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import subprocess
 import sys
@@ -64,6 +69,15 @@ SCENARIOS = (
 )
 
 
+# --logs: where each command's output and each run's request timeline go.
+LOGS: Path | None = None
+_seq = itertools.count(1)
+
+
+def _log_path(suffix: str) -> Path | None:
+    return LOGS / f"{next(_seq):03d}-{suffix}" if LOGS is not None else None
+
+
 @dataclass
 class Row:
     scenario: str
@@ -80,6 +94,13 @@ class Row:
         self.failed += len(result.failed)
         self.longest_gap = max(self.longest_gap, result.longest_gap())
         self.per_run.append(("" if ok else "COMMAND FAILED; ") + result.summary() + (f"; {note}" if note else ""))
+        if (path := _log_path(f"{self.scenario}-{self.runs}.requests.tsv")) is not None:
+            t0 = min((r.start for r in result.requests), default=0.0)
+            lines = ["start_s\tend_s\tok\tphase\tdetail"] + [
+                f"{r.start - t0:.3f}\t{r.end - t0:.3f}\t{int(r.ok)}\t{result.phase(r.start)}\t{r.detail}"
+                for r in result.requests
+            ]
+            path.write_text("\n".join(lines) + "\n")
 
 
 def say(text: str) -> None:
@@ -88,16 +109,23 @@ def say(text: str) -> None:
 
 def cli(load: Load | None, inventory: Path, *args: str) -> bool:
     """Run dsrprov; each of its progress lines marks a phase of the load."""
+    out_log = _log_path(f"{args[0]}.out")
+    extra = ["--log", str(out_log.with_suffix(".ansible.log"))] if out_log is not None else []
+    started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dsrprov", *args, "-i", str(inventory)],
+        [sys.executable, "-m", "dsrprov", *args, *extra, "-i", str(inventory)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stderr is not None and proc.stdout is not None
+    kept: list[str] = []
     for line in proc.stderr:
+        kept.append(f"{time.monotonic() - started:8.3f} {line.rstrip()}")
         if load is not None and line.startswith("dsrprov: "):
             load.mark(line[9:].strip()[:80])
     out = proc.stdout.read()
     proc.wait()
+    if out_log is not None:
+        out_log.write_text("\n".join([f"$ dsrprov {' '.join(args)}", *kept, out, f"exit {proc.returncode}"]) + "\n")
     say(f"    {' '.join(args[:2])}: exit {proc.returncode}: {out.strip()}")
     return proc.returncode == 0
 
@@ -323,6 +351,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--only", default=",".join(SCENARIOS))
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--logs", type=Path, help="keep each command's output and each run's requests here")
     parser.add_argument("--no-sync", action="store_true", help="director pair without connection sync")
     parser.add_argument("--failovers", type=int, default=1, help="director failovers in a row")
     parser.add_argument(
@@ -331,6 +360,10 @@ def main() -> int:
     )  # fmt: skip
     args = parser.parse_args()
     only = [s for s in args.only.split(",") if s]
+    if args.logs is not None:
+        global LOGS
+        args.logs.mkdir(parents=True, exist_ok=True)
+        LOGS = args.logs
     if unknown := set(only) - set(SCENARIOS):
         parser.error(f"unknown scenario {sorted(unknown)[0]} (known: {', '.join(SCENARIOS)})")
 

@@ -187,3 +187,20 @@ def test_the_file_step_runs_its_after_undo_once_the_old_file_is_back(tmp_path: P
     assert change.apply() == "reload: broke; rolled back the 1 change(s) made before it"
     # The reload saw the file gone (and the directory the step made with it).
     assert seen == [None] and not path.parent.exists()
+
+
+def test_a_file_write_that_fails_leaves_the_target_and_has_nothing_to_undo(tmp_path: Path) -> None:
+    # A directory in the way of the record (the NetworkManager lab test's
+    # blocker): the write fails, the target is as it was, and the rollback
+    # neither touches it nor reports an undo of its own that failed.
+    target = tmp_path / "etc" / "record"
+    target.mkdir(parents=True)
+    plan = ChangePlan()
+    plan.step("one", lambda: None, lambda: None)
+    step = plan.file(str(target), "x\n", 0o644)
+    assert step is not None
+    msg = plan.apply()
+    assert msg is not None and msg.startswith(f"write {target}: ") and "rolled back the 1 change(s)" in msg, msg
+    assert "cannot undo" not in msg
+    assert target.is_dir() and not list(target.iterdir())
+    assert not [p for p in target.parent.iterdir() if p.name.endswith(".dsrprov-tmp")]

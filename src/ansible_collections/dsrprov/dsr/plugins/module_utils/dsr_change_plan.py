@@ -152,12 +152,23 @@ class ChangePlan:
         # The undo also removes a directory the step made.
         made_dir = not os.path.isdir(os.path.dirname(path))
 
+        written: List[bool] = []
+
         def action() -> None:
             put_file(path, content, mode, remove_dir)
+            written.append(True)
             if after is not None:
                 after[1]()
 
         def undo() -> None:
+            if not written:
+                # The write itself failed: put_file is atomic, PATH is as it
+                # was (it may even be a directory in the way); only a
+                # directory it made may be left.
+                if made_dir:
+                    with contextlib.suppress(OSError):
+                        os.rmdir(os.path.dirname(path))
+                return
             put_file(path, old, old_mode, remove_dir=made_dir and old is None)
             if after_undo is not None:
                 after_undo()
