@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -233,6 +234,43 @@ def test_status(inv: Path, vip: str) -> None:
     assert table[0].split()[:3] == ["HOST", "OS", "ADDRESS"]
     assert all(line.rstrip().endswith("configured") for line in table[1:])
     assert "dsr_path" in checks_table
+    # Per real server, the check each director runs on it and whether IPVS holds it.
+    rows = [row for h in hosts.values() for row in h["state"]["director_checks"]]
+    assert {(r["real_server"], r["check"], r["state"]) for r in rows} == {
+        ("rs1", "dsr_path", "in pool"),
+        ("rs2", "dsr_path", "in pool"),
+    }, rows
+
+
+def director_check_states(inv: Path, host: str, vip: str) -> set[str]:
+    """The states ``dsrprov status`` gives HOST's services on VIP (IPv4), one per director."""
+    proc = run("status", host, "--json", inventory=inv)
+    rows = json.loads(proc.stdout)["hosts"][0]["state"].get("director_checks", [])
+    return {row["state"] for row in rows if row["service"].startswith(f"{vip}:")}
+
+
+def wait_for_state(inv: Path, host: str, vip: str, state: str, within_s: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < within_s:
+        if director_check_states(inv, host, vip) == {state}:
+            return time.monotonic() - start
+        time.sleep(0.5)
+    now = director_check_states(inv, host, vip)
+    raise AssertionError(f"{host}: director check not {state!r} within {within_s} s: {now}")
+
+
+def test_status_shows_a_dsr_blackhole_taken_out_of_the_pool_and_back(lab: labmod.Lab, inv: Path, vip: str) -> None:
+    """rs1's VIP removed from lo: its own address still answers (a real-address check
+    would keep it), the director's DSR-path check takes it out, and status says so."""
+    rs1 = lab.host("rs1")
+    labmod.lab_exec(rs1, "ip", "addr", "del", f"{vip}/32", "dev", "lo")
+    try:
+        out_after = wait_for_state(inv, "rs1", vip, "out (check failing)", 30)
+    finally:
+        labmod.lab_exec(rs1, "ip", "addr", "add", f"{vip}/32", "dev", "lo", "label", "lo:1")
+    back_after = wait_for_state(inv, "rs1", vip, "in pool", 30)
+    print(f"\nstatus: rs1 out of the pool {out_after:.1f} s after its VIP went, back {back_after:.1f} s after")
+    assert director_check_states(inv, "rs2", vip) == {"in pool"}
 
 
 def test_verify_and_its_arp_probe_catches_a_real_server_answering(lab: labmod.Lab, inv: Path, vip: str) -> None:
