@@ -386,12 +386,21 @@ def _tool(name: str) -> str:
 
 
 def _playbook(
-    tmp_path: Path, tasks: list[dict[str, Any]], variables: dict[str, Any]
+    tmp_path: Path,
+    tasks: list[dict[str, Any]],
+    variables: dict[str, Any],
+    hosts: dict[str, dict[str, Any]] | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """TASKS on localhost, or on HOSTS (inventory name: its variables), each a local connection, in one run."""
     playbook = tmp_path / "play.yml"
+    inventory = "localhost,"
+    if hosts is not None:
+        inventory = str(tmp_path / "hosts.yml")
+        local = {"ansible_connection": "local"}
+        Path(inventory).write_text(yaml.safe_dump({"all": {"hosts": {h: {**local, **v} for h, v in hosts.items()}}}))
     play = {
         "name": "Controller-side tasks of the Windows role",
-        "hosts": "localhost",
+        "hosts": "all" if hosts is not None else "localhost",
         "connection": "local",
         "gather_facts": False,
         "tasks": tasks,
@@ -410,7 +419,7 @@ def _playbook(
         [
             _tool("ansible-playbook"),
             "-i",
-            "localhost,",
+            inventory,
             "-e",
             f"ansible_python_interpreter={sys.executable}",
             "-e",
@@ -485,30 +494,43 @@ def _build_assert() -> dict[str, Any]:
     return task
 
 
-@pytest.mark.parametrize(
-    ("build", "version", "refused"),
-    [
-        (7601, "6.1.7601", True),  # 2008 R2
-        (9200, "6.2.9200", True),  # 2012
-        (9600, "6.3.9600", True),  # 2012 R2
-        (14393, "10.0.14393", False),  # 2016
-        (17763, "10.0.17763", False),  # 2019
-        (26100, "10.0.26100", False),  # 2025
-    ],
-)
-def test_static_preflight_refuses_windows_older_than_2016(
-    tmp_path: Path, build: int, version: str, refused: bool
-) -> None:
-    facts = {"os_build": build, "os_version": version, "is_admin": True, "minimum_build": 14393}
-    proc = _playbook(tmp_path, [_build_assert()], {"_dsr_realserver_windows_facts": facts})
+WINDOWS = [
+    (7601, "6.1.7601", True),  # 2008 R2
+    (9200, "6.2.9200", True),  # 2012
+    (9600, "6.3.9600", True),  # 2012 R2
+    (14393, "10.0.14393", False),  # 2016
+    (17763, "10.0.17763", False),  # 2019
+    (26100, "10.0.26100", False),  # 2025
+]
+
+
+@pytest.fixture(scope="module")
+def preflight_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, str]]:
+    """The build check on one host per Windows version (host wBUILD, its facts), all in one
+    ansible-playbook run: the output, and each host's recap line."""
+    hosts = {
+        f"w{build}": {"_dsr_realserver_windows_facts":
+                      {"os_build": build, "os_version": version, "is_admin": True, "minimum_build": 14393}}
+        for build, version, _ in WINDOWS
+    }  # fmt: skip
+    proc = _playbook(tmp_path_factory.mktemp("preflight"), [_build_assert()], {}, hosts)
     out = proc.stdout + proc.stderr
-    assert (proc.returncode != 0) == refused, out
-    if refused:
-        line = (
-            f"dsrprov: localhost runs Windows {version} (build {build}); dsrprov needs Windows Server 2016"
-            " (build 14393) or later, the oldest Windows that Ansible supports. Nothing was changed."
-        )
-        assert line in out, out
+    recap = {m.group(1): m.group(2) for m in re.finditer(r"^(w\d+)\s+: (ok=.*)$", out, re.MULTILINE)}
+    assert set(recap) == set(hosts), out
+    return out, recap
+
+
+@pytest.mark.parametrize(("build", "version", "refused"), WINDOWS)
+def test_static_preflight_refuses_windows_older_than_2016(
+    preflight_run: tuple[str, dict[str, str]], build: int, version: str, refused: bool
+) -> None:
+    out, recap = preflight_run
+    assert ("failed=1" in recap[f"w{build}"]) == refused, out
+    line = (
+        f"dsrprov: w{build} runs Windows {version} (build {build}); dsrprov needs Windows Server 2016"
+        " (build 14393) or later, the oldest Windows that Ansible supports. Nothing was changed."
+    )
+    assert (line in out) == refused, out
 
 
 def test_static_facts_module_stops_at_the_same_build() -> None:
