@@ -199,7 +199,8 @@ def test_the_role_passes_the_inventory_to_the_module(lms: list[Lm], tmp_path: Pa
     t0 = time.monotonic()
     run = play(inventory(["rs2"]))
     assert run.returncode == 0, run.stdout
-    assert time.monotonic() - t0 >= 1
+    # dsr_loadmaster_kemp_drain_seconds (1) reached the module: not the role's default of 30 s.
+    assert 1 <= time.monotonic() - t0 < 30
     for lm in lms:
         assert changed_tasks(run, lm) == [DRAIN, REGISTER], run.stdout
         vs = lm.vs()
