@@ -434,7 +434,8 @@ def _playbook(
     )
 
 
-def _validate_tasks(result_file: Path) -> list[dict[str, Any]]:
+def _validate_tasks(results: Path) -> list[dict[str, Any]]:
+    """The role's validation, then each host's checked profile written to RESULTS/HOST.json."""
     return [
         {
             "name": "Validate",
@@ -444,35 +445,35 @@ def _validate_tasks(result_file: Path) -> list[dict[str, Any]]:
             "name": "Write the result",
             "ansible.builtin.copy": {
                 "content": "{{ _dsr_realserver_windows_firewall_profile | to_json }}",
-                "dest": str(result_file),
+                "dest": f"{results}/{{{{ inventory_hostname }}}}.json",
                 "mode": "0600",
             },
         },
     ]
 
 
-def test_static_validation_refuses_a_profile_typo_before_any_change(tmp_path: Path) -> None:
-    result = tmp_path / "profile.json"
-    proc = _playbook(
-        tmp_path,
-        _validate_tasks(result),
-        {"dsr_vips": ["192.0.2.1"], "dsr_realserver_windows_firewall_profile": "Pubic"},
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0, out
+@pytest.fixture(scope="module")
+def validation_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """The validation on host "typo" (profile Pubic) and host "pair" (Private, Domain), in one run:
+    its output, and the directory of the results the hosts that passed wrote."""
+    tmp_path = tmp_path_factory.mktemp("windows-profile")
+    profiles = {"typo": "Pubic", "pair": "Private, Domain"}
+    hosts = {h: {"dsr_realserver_windows_firewall_profile": p} for h, p in profiles.items()}
+    proc = _playbook(tmp_path, _validate_tasks(tmp_path), {"dsr_vips": ["192.0.2.1"]}, hosts)
+    return proc.stdout + proc.stderr, tmp_path
+
+
+def test_static_validation_refuses_a_profile_typo_before_any_change(validation_run: tuple[str, Path]) -> None:
+    out, results = validation_run
+    assert re.search(r"^typo\s+: .*failed=1", out, re.MULTILINE), out
     assert "dsrprov: dsr_realserver_windows_firewall_profile: 'Pubic' is not a firewall profile" in out, out
-    assert not result.exists()
+    assert not (results / "typo.json").exists()
 
 
-def test_static_validation_normalises_the_profile(tmp_path: Path) -> None:
-    result = tmp_path / "profile.json"
-    proc = _playbook(
-        tmp_path,
-        _validate_tasks(result),
-        {"dsr_vips": ["192.0.2.1"], "dsr_realserver_windows_firewall_profile": "Private, Domain"},
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert json.loads(result.read_text(encoding="utf-8")) == "Domain,Private"
+def test_static_validation_normalises_the_profile(validation_run: tuple[str, Path]) -> None:
+    out, results = validation_run
+    assert re.search(r"^pair\s+: .*failed=0", out, re.MULTILINE), out
+    assert json.loads((results / "pair.json").read_text(encoding="utf-8")) == "Domain,Private"
 
 
 def test_static_present_passes_the_checked_profile_to_the_module() -> None:
