@@ -3,7 +3,9 @@
 Every run proves it: podman (and the VM's QEMU) are shadowed on PATH by a
 stand-in that fails loudly, and a connection to anything but this machine's
 loopback raises. A unit test that came to need the lab fails here, not on
-a developer's machine without podman."""
+a developer's machine without podman. The one exception is opt-in: the real
+LoadMaster a developer names in DSRPROV_KEMP_HOST (docs/kemp.md, "Against a
+real LoadMaster") for tests/unit/test_kemp_module.py's ``real`` backend."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from ansible_collections.dsrprov.dsr.plugins.module_utils.kemp_api import split_address
 
 _ABSENT = ("podman", "qemu-system-x86_64", "buildah")
 
@@ -32,9 +36,20 @@ def _no_lab_tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     os.environ["PATH"] = old
 
 
+def _named_loadmaster() -> set[str]:
+    """The addresses of DSRPROV_KEMP_HOST (host, host:port or [v6]:port), when a developer set it."""
+    named = os.environ.get("DSRPROV_KEMP_HOST")
+    if not named:
+        return set()
+    host, port = split_address(named)
+    return {str(info[4][0]) for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)}
+
+
 def _loopback_only(connect: Any) -> Any:
+    allowed = _named_loadmaster()
+
     def guarded(sock: socket.socket, address: Any) -> Any:
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in allowed:
             host = address[0]
             try:
                 local = ipaddress.ip_address(host).is_loopback

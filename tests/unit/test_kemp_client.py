@@ -3,7 +3,7 @@ plugins/module_utils/kemp_api.py, which the CLI imports too) against the Kemp AP
 SIMULATOR (tests/kemp_simulator.py), in both of its firmware generations
 (``simulator-modern``: Layer, ForceL4 and ForceL7 reported; ``simulator-legacy``:
 only ForceL7), and the simulator's own strictness, without Ansible. No real
-LoadMaster is involved here: tests/unit/test_kemp_role.py has the ones that also
+LoadMaster is involved here: tests/unit/test_kemp_module.py has the ones that also
 run against a real LoadMaster."""
 
 from __future__ import annotations

@@ -386,12 +386,21 @@ def _tool(name: str) -> str:
 
 
 def _playbook(
-    tmp_path: Path, tasks: list[dict[str, Any]], variables: dict[str, Any]
+    tmp_path: Path,
+    tasks: list[dict[str, Any]],
+    variables: dict[str, Any],
+    hosts: dict[str, dict[str, Any]] | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """TASKS on localhost, or on HOSTS (inventory name: its variables), each a local connection, in one run."""
     playbook = tmp_path / "play.yml"
+    inventory = "localhost,"
+    if hosts is not None:
+        inventory = str(tmp_path / "hosts.yml")
+        local = {"ansible_connection": "local"}
+        Path(inventory).write_text(yaml.safe_dump({"all": {"hosts": {h: {**local, **v} for h, v in hosts.items()}}}))
     play = {
         "name": "Controller-side tasks of the Windows role",
-        "hosts": "localhost",
+        "hosts": "all" if hosts is not None else "localhost",
         "connection": "local",
         "gather_facts": False,
         "tasks": tasks,
@@ -410,7 +419,7 @@ def _playbook(
         [
             _tool("ansible-playbook"),
             "-i",
-            "localhost,",
+            inventory,
             "-e",
             f"ansible_python_interpreter={sys.executable}",
             "-e",
@@ -425,7 +434,8 @@ def _playbook(
     )
 
 
-def _validate_tasks(result_file: Path) -> list[dict[str, Any]]:
+def _validate_tasks(results: Path) -> list[dict[str, Any]]:
+    """The role's validation, then each host's checked profile written to RESULTS/HOST.json."""
     return [
         {
             "name": "Validate",
@@ -435,35 +445,35 @@ def _validate_tasks(result_file: Path) -> list[dict[str, Any]]:
             "name": "Write the result",
             "ansible.builtin.copy": {
                 "content": "{{ _dsr_realserver_windows_firewall_profile | to_json }}",
-                "dest": str(result_file),
+                "dest": f"{results}/{{{{ inventory_hostname }}}}.json",
                 "mode": "0600",
             },
         },
     ]
 
 
-def test_static_validation_refuses_a_profile_typo_before_any_change(tmp_path: Path) -> None:
-    result = tmp_path / "profile.json"
-    proc = _playbook(
-        tmp_path,
-        _validate_tasks(result),
-        {"dsr_vips": ["192.0.2.1"], "dsr_realserver_windows_firewall_profile": "Pubic"},
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0, out
+@pytest.fixture(scope="module")
+def validation_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """The validation on host "typo" (profile Pubic) and host "pair" (Private, Domain), in one run:
+    its output, and the directory of the results the hosts that passed wrote."""
+    tmp_path = tmp_path_factory.mktemp("windows-profile")
+    profiles = {"typo": "Pubic", "pair": "Private, Domain"}
+    hosts = {h: {"dsr_realserver_windows_firewall_profile": p} for h, p in profiles.items()}
+    proc = _playbook(tmp_path, _validate_tasks(tmp_path), {"dsr_vips": ["192.0.2.1"]}, hosts)
+    return proc.stdout + proc.stderr, tmp_path
+
+
+def test_static_validation_refuses_a_profile_typo_before_any_change(validation_run: tuple[str, Path]) -> None:
+    out, results = validation_run
+    assert re.search(r"^typo\s+: .*failed=1", out, re.MULTILINE), out
     assert "dsrprov: dsr_realserver_windows_firewall_profile: 'Pubic' is not a firewall profile" in out, out
-    assert not result.exists()
+    assert not (results / "typo.json").exists()
 
 
-def test_static_validation_normalises_the_profile(tmp_path: Path) -> None:
-    result = tmp_path / "profile.json"
-    proc = _playbook(
-        tmp_path,
-        _validate_tasks(result),
-        {"dsr_vips": ["192.0.2.1"], "dsr_realserver_windows_firewall_profile": "Private, Domain"},
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert json.loads(result.read_text(encoding="utf-8")) == "Domain,Private"
+def test_static_validation_normalises_the_profile(validation_run: tuple[str, Path]) -> None:
+    out, results = validation_run
+    assert re.search(r"^pair\s+: .*failed=0", out, re.MULTILINE), out
+    assert json.loads((results / "pair.json").read_text(encoding="utf-8")) == "Domain,Private"
 
 
 def test_static_present_passes_the_checked_profile_to_the_module() -> None:
@@ -485,30 +495,43 @@ def _build_assert() -> dict[str, Any]:
     return task
 
 
-@pytest.mark.parametrize(
-    ("build", "version", "refused"),
-    [
-        (7601, "6.1.7601", True),  # 2008 R2
-        (9200, "6.2.9200", True),  # 2012
-        (9600, "6.3.9600", True),  # 2012 R2
-        (14393, "10.0.14393", False),  # 2016
-        (17763, "10.0.17763", False),  # 2019
-        (26100, "10.0.26100", False),  # 2025
-    ],
-)
-def test_static_preflight_refuses_windows_older_than_2016(
-    tmp_path: Path, build: int, version: str, refused: bool
-) -> None:
-    facts = {"os_build": build, "os_version": version, "is_admin": True, "minimum_build": 14393}
-    proc = _playbook(tmp_path, [_build_assert()], {"_dsr_realserver_windows_facts": facts})
+WINDOWS = [
+    (7601, "6.1.7601", True),  # 2008 R2
+    (9200, "6.2.9200", True),  # 2012
+    (9600, "6.3.9600", True),  # 2012 R2
+    (14393, "10.0.14393", False),  # 2016
+    (17763, "10.0.17763", False),  # 2019
+    (26100, "10.0.26100", False),  # 2025
+]
+
+
+@pytest.fixture(scope="module")
+def preflight_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, str]]:
+    """The build check on one host per Windows version (host wBUILD, its facts), all in one
+    ansible-playbook run: the output, and each host's recap line."""
+    hosts = {
+        f"w{build}": {"_dsr_realserver_windows_facts":
+                      {"os_build": build, "os_version": version, "is_admin": True, "minimum_build": 14393}}
+        for build, version, _ in WINDOWS
+    }  # fmt: skip
+    proc = _playbook(tmp_path_factory.mktemp("preflight"), [_build_assert()], {}, hosts)
     out = proc.stdout + proc.stderr
-    assert (proc.returncode != 0) == refused, out
-    if refused:
-        line = (
-            f"dsrprov: localhost runs Windows {version} (build {build}); dsrprov needs Windows Server 2016"
-            " (build 14393) or later, the oldest Windows that Ansible supports. Nothing was changed."
-        )
-        assert line in out, out
+    recap = {m.group(1): m.group(2) for m in re.finditer(r"^(w\d+)\s+: (ok=.*)$", out, re.MULTILINE)}
+    assert set(recap) == set(hosts), out
+    return out, recap
+
+
+@pytest.mark.parametrize(("build", "version", "refused"), WINDOWS)
+def test_static_preflight_refuses_windows_older_than_2016(
+    preflight_run: tuple[str, dict[str, str]], build: int, version: str, refused: bool
+) -> None:
+    out, recap = preflight_run
+    assert ("failed=1" in recap[f"w{build}"]) == refused, out
+    line = (
+        f"dsrprov: w{build} runs Windows {version} (build {build}); dsrprov needs Windows Server 2016"
+        " (build 14393) or later, the oldest Windows that Ansible supports. Nothing was changed."
+    )
+    assert (line in out) == refused, out
 
 
 def test_static_facts_module_stops_at_the_same_build() -> None:
