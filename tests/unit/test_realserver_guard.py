@@ -220,7 +220,7 @@ def test_write_atomic_leaves_no_temporary(tmp_path: Path) -> None:
 # --- one Guard against a stand-in ip and /proc/sys -------------------------
 
 FAKE_IP = """\
-import json, sys
+import json, os, sys
 state = sys.argv[1]
 args = sys.argv[2:]
 addrs = json.load(open(state))
@@ -229,6 +229,10 @@ if args[:5] == ["-o", "addr", "show", "dev", "lo"]:
         fam = "inet6" if ":" in a else "inet"
         print("1: lo    %s %s scope global lo" % (fam, a))
 elif args[1:3] == ["addr", "add"]:
+    if ":" in args[3] and os.path.exists(state + ".v6off"):
+        # What iproute2 6.1 says while IPv6 is off on lo (NetworkManager activating a loopback profile).
+        sys.stderr.write("Error: ipv6: IPv6 is disabled on this device.\\n")
+        sys.exit(2)
     if args[3] in addrs:
         # What iproute2 6.1 says for each family.
         v6 = ":" in args[3]
@@ -295,6 +299,44 @@ def test_heal_puts_back_a_vip_with_one_warning(tmp_path: Path, monkeypatch: pyte
     m = host.metrics()
     assert m["dsrprov_guard_restores_total"][f'{{kind="vip",target="{V6}"}}'] == 1
     assert m["dsrprov_vip_present"][f'{{vip="{V6}"}}'] == 1
+
+
+def test_heal_waits_out_ipv6_off_on_lo_and_says_so_only_when_it_lasts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NetworkManager turns IPv6 off on lo for a moment when it activates a loopback
+    profile: a failed put-back then is no error; one that still fails V6_OFF_GRACE
+    later is, said once; the VIP is put back once IPv6 is on again."""
+    clock = [1000.0]
+    monkeypatch.setattr(g.time, "monotonic", lambda: clock[0])
+    host = Host(tmp_path, monkeypatch)
+    off = Path(str(host.state) + ".v6off")
+    host.remove(f"{V6}/128")
+    off.touch()
+    host.guard.check(sysctls=False)
+    clock[0] += 0.2
+    host.guard.check(sysctls=False)
+    assert not [x for x in host.logs if x.startswith(("<3>", "<4>"))], host.logs
+    assert f"{V6}/128" not in host.lo()
+    # IPv6 on again (the kernel's ::1 event wakes the guard): the VIP goes back, one warning.
+    off.unlink()
+    clock[0] += 0.2
+    host.guard.check(sysctls=False)
+    assert f"{V6}/128" in host.lo()
+    assert [x for x in host.logs if x.startswith(("<3>", "<4>"))] == [
+        f"<4>VIP {V6} was missing from lo; put it back (-6 addr add {V6}/128 dev lo nodad)"
+    ]
+    # IPv6 off for good: one error line at the first try past the grace, not one per try.
+    host.logs.clear()
+    host.remove(f"{V6}/128")
+    off.touch()
+    for step in (0.0, g.V6_OFF_GRACE, 30.0, 30.0):
+        clock[0] += step
+        host.guard.check(sysctls=False)
+    errors = [x for x in host.logs if x.startswith("<3>")]
+    assert errors == [
+        f"<3>VIP {V6} is missing from lo and could not be put back: Error: ipv6: IPv6 is disabled on this device."
+    ], host.logs
 
 
 def test_heal_leaves_an_unrecorded_vip_to_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -106,6 +106,10 @@ class Config:
         self.ip_command = str(data.get("ip_command", "ip"))
 
 
+# How long IPv6 may stay off on lo before a VIP that cannot be put back is an error.
+V6_OFF_GRACE = 5.0
+
+
 def load_config(path: str) -> Config:
     try:
         with open(path, encoding="utf-8") as handle:
@@ -364,6 +368,8 @@ class Guard:
         self.present: Dict[str, bool] = {}
         self.sysctls_ok = True
         self.grace_until = 0.0
+        # VIP -> when putting it back first failed because IPv6 was off on lo.
+        self.v6_off_since: Dict[str, float] = {}
         self.stamp_config()
 
     def stamp_config(self) -> bool:
@@ -408,6 +414,7 @@ class Guard:
         for vip in self.cfg.vips:
             if vip in hosts:
                 self.reported.discard(vip)
+                self.v6_off_since.pop(vip, None)
                 if self.flaps.seen_present(vip):
                     log(6, "VIP %s is back on lo (put back by something else): restoring it again if it goes" % vip)
                 continue
@@ -438,6 +445,7 @@ class Guard:
         code, _out, err = run(cmd)
         if code == 0:
             self.flaps.restored(vip, now)
+            self.v6_off_since.pop(vip, None)
             key = ("vip", vip)
             self.restores[key] = self.restores.get(key, 0) + 1
             self.present[vip] = True
@@ -447,6 +455,19 @@ class Guard:
             # "RTNETLINK answers: File exists" for IPv4, "Error: ipv6: address
             # already assigned." for IPv6 (Debian 12, seen in the lab).
             self.present[vip] = True
+        elif "IPv6 is disabled" in err:
+            # NetworkManager turns IPv6 off on lo for a moment when it activates
+            # a loopback profile (seen in the lab, NetworkManager 1.42). When it
+            # comes back the kernel adds ::1, whose address event wakes the
+            # guard, which puts the VIP back then. Only a lasting state is an
+            # error: a try V6_OFF_GRACE or more after the first failed one (the
+            # next period at the latest) that fails too, said once.
+            first = self.v6_off_since.setdefault(vip, now)
+            if now - first < V6_OFF_GRACE:
+                log(6, "VIP %s cannot be put back yet: IPv6 is off on lo; trying again when it is on" % vip)
+            elif vip not in self.reported:
+                log(3, "VIP %s is missing from lo and could not be put back: %s" % (vip, err.strip()))
+                self.reported.add(vip)
         else:
             log(3, "VIP %s is missing from lo and could not be put back: %s" % (vip, err.strip()))
 
