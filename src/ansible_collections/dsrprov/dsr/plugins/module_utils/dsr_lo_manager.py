@@ -71,9 +71,13 @@ MARK = "@@lo:"
 PROBE = r"""export PATH="$PATH:/usr/sbin:/sbin:/usr/bin:/bin" LC_ALL=C
 echo '@@lo:keep@@'
 cat /proc/sys/net/ipv6/conf/all/keep_addr_on_down /proc/sys/net/ipv6/conf/lo/keep_addr_on_down 2>/dev/null
+# One systemctl call for both managers: each is a round trip to PID 1, and
+# this probe runs on every host at every run. One state a line, in order.
+set -- $(systemctl is-active NetworkManager.service systemd-networkd.service 2>/dev/null)
+nm_state=${1:-} networkd_state=${2:-}
 echo '@@lo:nm@@'
-systemctl is-active NetworkManager.service 2>/dev/null
-if systemctl -q is-active NetworkManager.service 2>/dev/null; then
+echo "$nm_state"
+if [ "$nm_state" = active ]; then
   echo '@@lo:nm-nmcli@@'
   command -v nmcli 2>/dev/null
   echo '@@lo:nm-version@@'
@@ -99,8 +103,8 @@ fi
 echo '@@lo:nm-hook@@'
 cat /etc/NetworkManager/dispatcher.d/90-dsrprov-loopback-vips 2>/dev/null
 echo '@@lo:networkd@@'
-systemctl is-active systemd-networkd.service 2>/dev/null
-if systemctl -q is-active systemd-networkd.service 2>/dev/null; then
+echo "$networkd_state"
+if [ "$networkd_state" = active ]; then
   echo '@@lo:networkd-version@@'
   networkctl --version 2>/dev/null | head -n 1
   file=$(networkctl status lo --no-pager 2>/dev/null | sed -n 's/^ *Network File: *//p' | head -n 1)
