@@ -9,6 +9,9 @@ short_description: Make a Linux host a Direct Server Return real server, in one 
 description:
   - The whole job of the role M(dsrprov.dsr.dsr_realserver_linux) in one call, so one round trip per host
     (the precedent is linux-system-roles/network's C(network_connections)).
+  - Called without arguments, as the role calls it, its action plugin builds them on the controller from the
+    role's variables, after validating them against the role's argument spec and checking the values that end
+    up in files and commands on the host; bad input fails there, before the host is contacted.
   - Reads the host (its addresses and interfaces, the sysctl files that apply after the role's own, whether
     PID 1 is systemd, who manages C(lo)), then checks everything, then changes the host. Every check runs
     before any change; the first problem fails the call with one line and the host as it was.
@@ -34,7 +37,7 @@ options:
     default: present
   vips:
     description:
-      - The VIPs, bare or with a host prefix, already checked on the controller (the role's filter); checked
+      - The VIPs, bare or with a host prefix, already checked on the controller (by the role's step); checked
         here again against the host's own addresses.
       - With C(state=absent), VIPs given here are removed from C(lo) too, even when the record lost them
         (their host address only; a wider one of the same VIP, made by hand, stays).
