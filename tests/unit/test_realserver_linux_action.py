@@ -43,6 +43,10 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
         {"dsr_realserver_linux_arp_interfaces": ["eth0;id"]},
         "dsrprov: invalid interface name 'eth0;id'",
     ),
+    "hostile-unit-name": (
+        {"dsr_realserver_linux_unit_name": "../../tmp/x.service"},
+        "dsrprov: invalid dsr_realserver_linux_unit_name '../../tmp/x.service'",
+    ),
     "bad-vip": ({"dsr_vips": ["10.250.0.300"]}, "dsrprov: invalid VIP '10.250.0.300'"),
     "zero-period": ({"dsr_realserver_linux_guard_period": 0}, "dsrprov: dsr_realserver_linux_guard_period"),
     "relative-guard-path": (

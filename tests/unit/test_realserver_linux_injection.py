@@ -213,6 +213,7 @@ class FakeModule:
         ({"label": "lo:1;reboot"}, "dsrprov: invalid label 'lo:1;reboot'"),
         ({"label": "lo:1\nExecStartPre=/x"}, "dsrprov: invalid label 'lo:1\\nExecStartPre=/x'"),
         ({"arp_interfaces": ["eth0", "eth0;reboot"]}, "dsrprov: invalid interface name 'eth0;reboot'"),
+        ({"unit_name": "../../tmp/x.service"}, "dsrprov: invalid unit_name '../../tmp/x.service'"),
     ],
 )
 def test_the_module_refuses_before_it_reads_the_host(params: dict[str, Any], message: str) -> None:

@@ -76,7 +76,7 @@ def module_args(role: dict[str, Any], host_name: str, host_address: str, guard_s
         "sysctl_override_action": role["sysctl_override_action"],
         "record_file": role["record_file"],
         "manager_record": role["manager_record"],
-        "unit_name": role["unit_name"],
+        "unit_name": check_unit_name(role["unit_name"], PREFIX + "unit_name"),
         "guard": {
             "mode": role["guard_mode"],
             "config": check_path(role["guard_config"], PREFIX + "guard_config"),

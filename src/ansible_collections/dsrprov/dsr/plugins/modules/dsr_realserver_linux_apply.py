@@ -84,7 +84,7 @@ options:
     type: path
     default: /etc/dsrprov/loopback-manager.json
   unit_name:
-    description: The systemd unit that restores the VIPs at boot.
+    description: The systemd unit that restores the VIPs at boot; letters, digits, C(_ . @ : -), ending in C(.service).
     type: str
     default: dsrprov-loopback-vips.service
   guard:
@@ -214,6 +214,7 @@ from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_linux_names import
     check_interface,
     check_interfaces,
     check_label,
+    check_unit_name,
 )
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_lo_manager import assess
 from ansible_collections.dsrprov.dsr.plugins.module_utils.dsr_plan_inputs import Desired, Found
@@ -239,6 +240,8 @@ def check_names(module):
     try:
         check_label(p["label"])
         check_interfaces(p["arp_interfaces"])
+        # A file under /etc/systemd/system and an argument of systemctl: no "/" or "..".
+        check_unit_name(p.get("unit_name", "dsrprov-loopback-vips.service"), "unit_name")
         guard_setup.check(p.get("guard"))
     except (BadName, ValueError) as exc:
         module.fail_json(msg="dsrprov: %s" % exc)
