@@ -149,3 +149,32 @@ def test_the_module_reads_the_addresses_once(tmp_path: Any) -> None:
     lo_vips.plan(change, Once(), Desired(True, [V4], record_file=str(tmp_path / "r")), Found(IP, lo_read=found["lo"]))
     assert len(calls) == 1  # the plan took lo's addresses from that read
     assert not [s for s in change.steps if "loopback" in s.description]  # the VIP is there, labelled
+
+
+class NetworkdFirst(SimulatedIp):
+    """systemd-networkd applying its drop-in on its own time: the VIPs appear on lo
+    right after the step's read of lo, before the step's own add (networkd 247)."""
+
+    def __init__(self, vips: list[str]) -> None:
+        super().__init__()
+        self.pending = vips
+        self.reads = 0
+
+    def run_command(self, cmd: list[str], check_rc: bool = False) -> tuple[int, str, str]:
+        result = super().run_command(cmd, check_rc)
+        if cmd[1:] == ["-o", "addr", "show", "dev", "lo"]:
+            self.reads += 1
+            if self.reads == 2:  # the plan's read of lo, then the step's: networkd adds right after it
+                for vip in self.pending:
+                    self.addresses.append(
+                        (vip, ipaddress.ip_address(vip).max_prefixlen, "lo:1" if ":" not in vip else "")
+                    )
+        return result
+
+
+def test_a_vip_that_networkd_put_on_lo_first_is_no_failure(tmp_path: Any) -> None:
+    ip = NetworkdFirst([V4, V6])
+    change, result = plan(ip, "present", [V4, V6], str(tmp_path / "loopback-vips"))
+    assert result == {"added": [V4, V6], "removed": []}
+    assert change.apply() is None, "networkd's own add of the same VIP made the step fail"
+    assert ip.on_lo() == {f"{V4}/32", f"{V6}/128"}

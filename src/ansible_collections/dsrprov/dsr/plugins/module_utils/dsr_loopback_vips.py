@@ -85,6 +85,22 @@ def del_cmd(ip_command: str, vip: str, length: Optional[int] = None) -> List[str
     return [ip_command, "-%d" % addr.version, "addr", "del", "%s/%d" % (addr, length), "dev", "lo"]
 
 
+def add_vip(module: Any, ip_command: str, vip: str, label: str) -> None:
+    """Put VIP on lo with the host prefix. systemd-networkd applies a drop-in
+    after ``networkctl reload`` on its own time, and may put the VIP on lo
+    between the step's read of lo and this add (seen with networkd 247 in the
+    lab): "File exists" (IPv4) or "already assigned" (IPv6) is then success,
+    once lo is seen holding the VIP with the host prefix."""
+    try:
+        run(module, add_cmd(ip_command, vip, label))
+    except StepFailed as exc:
+        if "File exists" not in str(exc) and "already assigned" not in str(exc):
+            raise
+        now, _labels = live_vips(module, ip_command, label)
+        if not has_host(now, vip):
+            raise
+
+
 def narrow(module: Any, ip_command: str, vip: str, lengths: List[int], label: str) -> None:
     """VIP/len -> VIP/host. IPv4 takes the host address beside the wide one
     first (no moment without the VIP); IPv6 keeps one prefix per address, so
@@ -156,7 +172,7 @@ def plan(change: ChangePlan, module: Any, desired: Desired, found: Found) -> Dic
                     run(module, del_cmd(ip_command, vip))
             for vip in to_add:
                 if vip not in now:
-                    run(module, add_cmd(ip_command, vip, label))
+                    add_vip(module, ip_command, vip, label)
 
         def undo() -> None:
             # Back to what lo held before this call: a VIP this call (or the
@@ -167,7 +183,7 @@ def plan(change: ChangePlan, module: Any, desired: Desired, found: Found) -> Dic
                     run(module, del_cmd(ip_command, vip))
             for vip in before:
                 if vip not in now:
-                    run(module, add_cmd(ip_command, vip, label))
+                    add_vip(module, ip_command, vip, label)
 
         change.step("put the VIPs on the loopback" if desired.present else "remove the VIPs from the loopback",
                     apply, undo)  # fmt: skip
