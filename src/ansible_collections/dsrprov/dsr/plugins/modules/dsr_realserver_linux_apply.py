@@ -84,7 +84,9 @@ options:
     type: path
     default: /etc/dsrprov/loopback-manager.json
   unit_name:
-    description: The systemd unit that restores the VIPs at boot; letters, digits, C(_ . @ : -), ending in C(.service).
+    description:
+      - The systemd unit that restores the VIPs at boot.
+      - "Letters, digits, C(_ . @ : -), ending in C(.service)."
     type: str
     default: dsrprov-loopback-vips.service
   guard:
