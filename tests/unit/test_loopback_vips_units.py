@@ -178,3 +178,28 @@ def test_a_vip_that_networkd_put_on_lo_first_is_no_failure(tmp_path: Any) -> Non
     assert result == {"added": [V4, V6], "removed": []}
     assert change.apply() is None, "networkd's own add of the same VIP made the step fail"
     assert ip.on_lo() == {f"{V4}/32", f"{V6}/128"}
+
+
+class NetworkdRemovesFirst(SimulatedIp):
+    """systemd-networkd, its drop-in gone, taking the VIPs off lo right after the
+    step's read of lo, before the step's own delete."""
+
+    def __init__(self, vips: list[str]) -> None:
+        super().__init__(*((v, ipaddress.ip_address(v).max_prefixlen, "" if ":" in v else "lo:1") for v in vips))
+        self.reads = 0
+
+    def run_command(self, cmd: list[str], check_rc: bool = False) -> tuple[int, str, str]:
+        result = super().run_command(cmd, check_rc)
+        if cmd[1:] == ["-o", "addr", "show", "dev", "lo"]:
+            self.reads += 1
+            if self.reads == 2:
+                self.addresses = [a for a in self.addresses if a[0] in ("127.0.0.1", "::1")]
+        return result
+
+
+def test_a_vip_that_networkd_took_off_lo_first_is_no_failure(tmp_path: Any) -> None:
+    ip = NetworkdRemovesFirst([V4, V6])
+    change, result = plan(ip, "absent", [V4, V6], str(tmp_path / "loopback-vips"))
+    assert result == {"added": [], "removed": sorted([V4, V6])}
+    assert change.apply() is None, "networkd's own removal of the same VIP made the step fail"
+    assert ip.on_lo() == set()

@@ -101,6 +101,22 @@ def add_vip(module: Any, ip_command: str, vip: str, label: str) -> None:
             raise
 
 
+def del_vip(module: Any, ip_command: str, vip: str) -> None:
+    """Take VIP's host address off lo. The mirror of add_vip(): after its drop-in
+    is gone and it reloads, systemd-networkd may take the VIP off first, so
+    "not found" / "Cannot assign requested address" is success once lo is seen
+    without it."""
+    try:
+        run(module, del_cmd(ip_command, vip))
+    except StepFailed as exc:
+        text = str(exc).lower()
+        if "not found" not in text and "cannot assign requested address" not in text:
+            raise
+        now, _labels = live_vips(module, ip_command, "")
+        if has_host(now, vip):
+            raise
+
+
 def narrow(module: Any, ip_command: str, vip: str, lengths: List[int], label: str) -> None:
     """VIP/len -> VIP/host. IPv4 takes the host address beside the wide one
     first (no moment without the VIP); IPv6 keeps one prefix per address, so
@@ -169,7 +185,7 @@ def plan(change: ChangePlan, module: Any, desired: Desired, found: Found) -> Dic
             now, _labels = live_vips(module, ip_command, label)
             for vip in to_remove:
                 if has_host(now, vip):
-                    run(module, del_cmd(ip_command, vip))
+                    del_vip(module, ip_command, vip)
             for vip in to_add:
                 if vip not in now:
                     add_vip(module, ip_command, vip, label)
