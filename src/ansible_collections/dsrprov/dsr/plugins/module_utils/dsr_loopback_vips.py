@@ -85,35 +85,26 @@ def del_cmd(ip_command: str, vip: str, length: Optional[int] = None) -> List[str
     return [ip_command, "-%d" % addr.version, "addr", "del", "%s/%d" % (addr, length), "dev", "lo"]
 
 
-def add_vip(module: Any, ip_command: str, vip: str, label: str) -> None:
-    """Put VIP on lo with the host prefix. systemd-networkd applies a drop-in
-    after ``networkctl reload`` on its own time, and may put the VIP on lo
-    between the step's read of lo and this add (seen with networkd 247 in the
-    lab): "File exists" (IPv4) or "already assigned" (IPv6) is then success,
-    once lo is seen holding the VIP with the host prefix."""
-    try:
-        run(module, add_cmd(ip_command, vip, label))
-    except StepFailed as exc:
-        if "File exists" not in str(exc) and "already assigned" not in str(exc):
-            raise
-        now, _labels = live_vips(module, ip_command, label)
-        if not has_host(now, vip):
-            raise
+# What ip(8) says when lo already is as a change wanted it: the manager (NetworkManager,
+# systemd-networkd) applies its configuration on its own time after a reload, and may
+# add or remove a VIP between a step's read of lo and the step's own command (seen in
+# the lab with networkd 247 and NetworkManager 1.42).
+ALREADY_ON_LO = ("file exists", "already assigned")
+ALREADY_OFF_LO = ("not found", "cannot assign requested address")
 
 
-def del_vip(module: Any, ip_command: str, vip: str) -> None:
-    """Take VIP's host address off lo. The mirror of add_vip(): after its drop-in
-    is gone and it reloads, systemd-networkd may take the VIP off first, so
-    "not found" / "Cannot assign requested address" is success once lo is seen
-    without it."""
+def set_vip(module: Any, ip_command: str, vip: str, label: str, on: bool) -> None:
+    """Put VIP's host address on lo (ON) or take it off. A failure whose text says
+    lo is already that way counts as done once a new read of lo confirms it."""
+    cmd = add_cmd(ip_command, vip, label) if on else del_cmd(ip_command, vip)
     try:
-        run(module, del_cmd(ip_command, vip))
+        run(module, cmd)
     except StepFailed as exc:
         text = str(exc).lower()
-        if "not found" not in text and "cannot assign requested address" not in text:
+        if not any(said in text for said in (ALREADY_ON_LO if on else ALREADY_OFF_LO)):
             raise
-        now, _labels = live_vips(module, ip_command, "")
-        if has_host(now, vip):
+        now, _labels = live_vips(module, ip_command, label)
+        if has_host(now, vip) != on:
             raise
 
 
@@ -185,10 +176,10 @@ def plan(change: ChangePlan, module: Any, desired: Desired, found: Found) -> Dic
             now, _labels = live_vips(module, ip_command, label)
             for vip in to_remove:
                 if has_host(now, vip):
-                    del_vip(module, ip_command, vip)
+                    set_vip(module, ip_command, vip, label, on=False)
             for vip in to_add:
                 if vip not in now:
-                    add_vip(module, ip_command, vip, label)
+                    set_vip(module, ip_command, vip, label, on=True)
 
         def undo() -> None:
             # Back to what lo held before this call: a VIP this call (or the
@@ -199,7 +190,7 @@ def plan(change: ChangePlan, module: Any, desired: Desired, found: Found) -> Dic
                     run(module, del_cmd(ip_command, vip))
             for vip in before:
                 if vip not in now:
-                    add_vip(module, ip_command, vip, label)
+                    set_vip(module, ip_command, vip, label, on=True)
 
         change.step("put the VIPs on the loopback" if desired.present else "remove the VIPs from the loopback",
                     apply, undo)  # fmt: skip
